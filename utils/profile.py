@@ -1,0 +1,94 @@
+"""Profils d'exécution : ``smoke``, ``quick`` et ``full``.
+
+``MEDIMG_PROFILE`` est lu une seule fois par processus. Les tailles qui
+dépendent du profil (taille d'image, époques, nombre d'échantillons, tirages
+Monte-Carlo) sont rassemblées dans ``SETTINGS`` : un notebook les lit avec
+``profile.settings("<nom du notebook>")`` et n'écrit jamais ces nombres
+lui-même.
+"""
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from types import SimpleNamespace
+
+PROFILES = ("smoke", "quick", "full")
+
+PROFILE_PURPOSE = {
+    "smoke": "vérifie seulement que chaque cellule s'exécute (quelques images, une époque)",
+    "quick": "résultats qui restent parlants en quelques minutes sur un CPU",
+    "full": "vise les chiffres publiés ; prévu pour un GPU CUDA",
+}
+
+# Réglages par notebook puis par profil. Chaque profil d'un notebook définit
+# les mêmes clés, ce que vérifie tests/test_profile.py.
+SETTINGS: dict[str, dict[str, dict]] = {
+    "01_modalites_et_bruit": {
+        "smoke": {"noise_repeats": 4, "dose_levels": (10, 1000), "rician_snrs": (0.5, 2.0, 8.0)},
+        "quick": {
+            "noise_repeats": 32,
+            "dose_levels": (5, 20, 100, 1000),
+            "rician_snrs": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+        },
+        "full": {
+            "noise_repeats": 128,
+            "dose_levels": (2, 5, 20, 100, 1000, 5000),
+            "rician_snrs": (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0),
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Run profile: its name and why it was chosen."""
+
+    name: str
+    reason: str
+
+    def settings(self, notebook: str) -> SimpleNamespace:
+        """Return the settings of ``notebook`` for this profile."""
+        if notebook not in SETTINGS:
+            known = ", ".join(sorted(SETTINGS))
+            raise KeyError(
+                f"Aucun réglage de profil pour le notebook « {notebook} ». "
+                f"Notebooks connus : {known}. Ajoutez une entrée à utils/profile.py."
+            )
+        return SimpleNamespace(**SETTINGS[notebook][self.name])
+
+    @property
+    def is_smoke(self) -> bool:
+        """Whether this run only checks that cells execute."""
+        return self.name == "smoke"
+
+    def describe(self) -> str:
+        """Return a French sentence naming the profile and the reason."""
+        return f"Profil : {self.name} ({PROFILE_PURPOSE[self.name]}) ; {self.reason}."
+
+
+def resolve_profile(value: str | None, cuda_available: bool) -> Profile:
+    """Choose the profile from the ``MEDIMG_PROFILE`` value and the hardware.
+
+    Without a value, a CUDA GPU gives ``full`` and anything else ``quick``.
+    Apple MPS also gives ``quick``, because the full budgets were sized for a
+    CUDA GPU; set ``MEDIMG_PROFILE=full`` to override.
+    """
+    if value is not None and value.strip():
+        name = value.strip().lower()
+        if name not in PROFILES:
+            raise ValueError(
+                f"MEDIMG_PROFILE={value!r} n'est pas un profil valide. "
+                f"Valeurs possibles : {', '.join(PROFILES)}."
+            )
+        return Profile(name, f"choisi par la variable MEDIMG_PROFILE={name}")
+    if cuda_available:
+        return Profile("full", "GPU CUDA détecté et MEDIMG_PROFILE non défini")
+    return Profile("quick", "aucun GPU CUDA détecté et MEDIMG_PROFILE non défini")
+
+
+@lru_cache(maxsize=1)
+def get_profile() -> Profile:
+    """Return the profile of this process, read once from ``MEDIMG_PROFILE``."""
+    import torch
+
+    return resolve_profile(os.environ.get("MEDIMG_PROFILE"), torch.cuda.is_available())

@@ -1,0 +1,207 @@
+"""Exécute les notebooks sans interface et résume durée, mémoire et métriques.
+
+Usage ::
+
+    python -m utils.run_notebooks                  # tous les notebooks, dans l'ordre
+    python -m utils.run_notebooks 01               # ceux dont le nom commence par 01
+    python -m utils.run_notebooks --profile smoke  # impose un profil
+    python -m utils.run_notebooks 01 --refresh     # met à jour les sorties vérifiées par nbval
+
+Les copies exécutées vont dans ``outputs/executed/`` et leur export HTML dans
+``outputs/html/``. La mémoire maximale est la plus grande somme des mémoires
+résidentes (RSS) du noyau et de ses sous-processus, relevée toutes les 0,2 s :
+un pic plus bref peut échapper à la mesure.
+"""
+
+import argparse
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .paths import PROJECT_ROOT
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+CELL_TIMEOUT_S = 900
+
+
+class MemoryMonitor(threading.Thread):
+    """Poll the summed RSS of this process's children and keep the maximum."""
+
+    def __init__(self, interval_s: float = 0.2):
+        super().__init__(daemon=True)
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop_event.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak_bytes = max(self.peak_bytes, total)
+            self._stop_event.wait(self.interval_s)
+
+    def stop(self) -> int:
+        """Stop polling and return the peak in bytes."""
+        self._stop_event.set()
+        self.join()
+        return self.peak_bytes
+
+
+def find_notebooks(selectors: list[str]) -> list[Path]:
+    """Return the notebooks whose name starts with a selector (all if none)."""
+    notebooks = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not selectors:
+        return notebooks
+    chosen = [nb for nb in notebooks if any(nb.stem.startswith(s) for s in selectors)]
+    if not chosen:
+        names = ", ".join(nb.stem for nb in notebooks)
+        raise SystemExit(f"Aucun notebook ne correspond à {selectors}. Notebooks : {names}")
+    return chosen
+
+
+def strip_for_commit(nb) -> None:
+    """Keep only the text outputs of cells marked for nbval, without stderr.
+
+    Checked cells keep an execution count, because nbval treats a cell with
+    outputs but no count as never run and reports it as a failure.
+    """
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        if CHECK_MARK not in cell.source:
+            cell.outputs = []
+            continue
+        count += 1
+        cell.execution_count = count
+        kept_outputs = []
+        for output in cell.outputs:
+            if output.output_type == "stream" and output.get("name") == "stdout":
+                kept_outputs.append(output)
+            elif output.output_type == "execute_result":
+                output.data = {k: v for k, v in output.data.items() if k == "text/plain"}
+                output.execution_count = count
+                kept_outputs.append(output)
+        cell.outputs = kept_outputs
+
+
+def summarise_metrics(metrics: dict | None, limit: int = 4) -> str:
+    """Return the first few scalar metrics as ``key=value`` text."""
+    if not metrics:
+        return "—"
+    items = []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        items.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+        if len(items) == limit:
+            break
+    return ", ".join(items) or "—"
+
+
+def run_notebook(path: Path, refresh: bool = False) -> dict:
+    """Execute one notebook; write its executed copy and HTML; return a summary row."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
+
+    from .reporting import load_metrics
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    monitor = MemoryMonitor()
+    monitor.start()
+    start = time.perf_counter()
+    status, error_text = "ok", ""
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        status = "échec"
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
+        error_text = lines[-1][:300] if lines else type(error).__name__
+    except Exception as error:  # timeouts and dead kernels
+        status = "échec"
+        error_text = f"{type(error).__name__}: {error}"[:300]
+    wall_s = time.perf_counter() - start
+    peak_bytes = monitor.stop()
+
+    executed_dir = PROJECT_ROOT / "outputs" / "executed"
+    html_dir = PROJECT_ROOT / "outputs" / "html"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    html_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, executed_dir / path.name)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    (html_dir / f"{path.stem}.html").write_text(html, encoding="utf-8")
+    if refresh and status == "ok":
+        strip_for_commit(nb)
+        nbformat.write(nb, path)
+
+    return {
+        "notebook": path.stem,
+        "status": status,
+        "wall_s": wall_s,
+        "peak_mib": peak_bytes / 2**20,
+        "metrics": summarise_metrics(load_metrics(path.stem)),
+        "error": error_text,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected notebooks and print the summary table."""
+    parser = argparse.ArgumentParser(description="Exécute les notebooks du cours sans interface.")
+    parser.add_argument("notebooks", nargs="*", help="préfixes de noms, par exemple 00 01")
+    parser.add_argument("--profile", choices=("smoke", "quick", "full"), help="impose MEDIMG_PROFILE")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="réécrit les notebooks avec les seules sorties vérifiées par nbval",
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.profile:
+        os.environ["MEDIMG_PROFILE"] = arguments.profile
+
+    from .profile import get_profile
+
+    profile = get_profile()
+    print(profile.describe())
+    rows = []
+    for path in find_notebooks(arguments.notebooks):
+        print(f"→ {path.name} …", flush=True)
+        row = run_notebook(path, refresh=arguments.refresh)
+        print(f"  {row['status']} en {row['wall_s']:.0f} s, {row['peak_mib']:.0f} Mio au maximum", flush=True)
+        if row["error"]:
+            print(f"  erreur : {row['error']}", flush=True)
+        rows.append(row)
+
+    print()
+    print(f"{'notebook':<34} {'profil':<7} {'statut':<7} {'durée':>8} {'mém. max':>9}  métriques")
+    for row in rows:
+        print(
+            f"{row['notebook']:<34} {profile.name:<7} {row['status']:<7} "
+            f"{row['wall_s']:>7.0f}s {row['peak_mib']:>6.0f} Mio  {row['metrics']}"
+        )
+    print("Copies exécutées : outputs/executed/ ; pages HTML : outputs/html/")
+    return 0 if all(row["status"] == "ok" for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
