@@ -280,9 +280,9 @@ def segmentation_scores(predictions, targets, spacing: float = 1.0):
 
     return pd.DataFrame(
         {
-            "dice": dice.numpy(),
-            "iou": iou.numpy(),
-            "hd95": hd95.numpy(),
+            "dice": dice.double().numpy(),
+            "iou": iou.double().numpy(),
+            "hd95": hd95.double().numpy(),
             "truth_pixels": truth_pixels.numpy(),
             "predicted_pixels": predicted_pixels.numpy(),
         }

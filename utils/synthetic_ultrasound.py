@@ -48,13 +48,26 @@ def _tissue_echogenicity(rng: np.random.Generator, size: int) -> np.ndarray:
     fat_end = wavy_boundary(rng.uniform(0.18, 0.28), 0.03)
     gland_end = wavy_boundary(rng.uniform(0.72, 0.85), 0.04)
 
-    echogenicity = np.full((size, size), 0.35)
-    gland_texture = 0.7 + 0.12 * _smooth_field(rng, (size, size), size / 18)
+    echogenicity = np.full((size, size), 0.3)
+    gland_texture = 0.6 + 0.15 * _smooth_field(rng, (size, size), size / 18)
     echogenicity = np.where(depth >= fat_end, gland_texture, echogenicity)
+    echogenicity = echogenicity * _fat_lobules(rng, size)
     wall = 0.45 + 0.15 * np.sin(2 * np.pi * depth * rng.uniform(12, 18))
     echogenicity = np.where(depth >= gland_end, wall, echogenicity)
     echogenicity = np.where(depth < skin_end, 0.95, echogenicity)
     return np.clip(echogenicity, 0.05, 1.0)
+
+
+def _fat_lobules(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Return a multiplicative map of dark, flat fat lobules, the usual look-alikes of lesions."""
+    rows, columns = np.mgrid[0:size, 0:size].astype(float) / size
+    darkening = np.ones((size, size))
+    for _ in range(rng.integers(2, 6)):
+        centre_row, centre_column = rng.uniform(0.15, 0.85), rng.uniform(0.0, 1.0)
+        half_width, half_height = rng.uniform(0.05, 0.14), rng.uniform(0.02, 0.05)
+        inside = ((columns - centre_column) / half_width) ** 2 + ((rows - centre_row) / half_height) ** 2
+        darkening *= 1.0 - rng.uniform(0.3, 0.6) * np.exp(-(inside**2))
+    return darkening
 
 
 def _lesion_mask(rng: np.random.Generator, size: int, malignant: bool) -> tuple[np.ndarray, tuple[float, float], float]:
@@ -120,7 +133,7 @@ def synthetic_ultrasound(label: str, size: int = 128, seed: int = 0, index: int 
     if label != "normal":
         malignant = label == "malignant"
         mask, centre, half_width = _lesion_mask(rng, size, malignant)
-        inside = 0.12 + 0.04 * _smooth_field(rng, (size, size), size / 40)
+        inside = rng.uniform(0.08, 0.22) + 0.04 * _smooth_field(rng, (size, size), size / 40)
         echogenicity = np.where(mask, inside, echogenicity)
         posterior = _posterior_profile(size, centre, half_width, mask)
         if malignant:

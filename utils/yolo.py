@@ -111,12 +111,15 @@ def build_yolo(definition: str = "yolo26n-seg.yaml", weights: str | Path | None 
     return YOLO(definition)
 
 
-def write_dataset_yaml(root: Path, names: list[str], train: str = "images/train", val: str = "images/val") -> Path:
+def write_dataset_yaml(
+    root: Path, names: list[str], train: str = "images/train", val: str = "images/val", test: str | None = None
+) -> Path:
     """Write ``root/dataset.yaml`` for an ultralytics dataset and return its path.
 
     ``root`` contains ``images/<split>/`` and ``labels/<split>/`` as ultralytics
     expects; the YAML stores the absolute root so that training works from
-    any current directory.
+    any current directory. With ``test``, ``model.val(split="test")`` scores
+    that folder.
     """
     import yaml
 
@@ -126,6 +129,7 @@ def write_dataset_yaml(root: Path, names: list[str], train: str = "images/train"
         "path": str(root),
         "train": train,
         "val": val,
+        **({"test": test} if test else {}),
         "names": dict(enumerate(names)),
     }
     path = root / "dataset.yaml"
@@ -162,8 +166,8 @@ def train_yolo(model, data_yaml: Path, name: str, notebook: str, **arguments):
     Defaults: no plots, no AMP check (it would download a model), no
     hub, ``workers=0``, ``deterministic=True``, ``seed=0``. ``arguments``
     (``epochs``, ``imgsz``, ``batch``, ``device``...) are passed to
-    ``model.train``. The number of torch threads is restored afterwards,
-    because ultralytics lowers it on CPU.
+    ``model.train``. The caller's number of torch threads is kept during
+    and after training, because ultralytics lowers it on CPU.
     """
     import torch
 
@@ -183,6 +187,9 @@ def train_yolo(model, data_yaml: Path, name: str, notebook: str, **arguments):
     }
     options.update(arguments)
     threads = torch.get_num_threads()
+    # On CPU the trainer sets min(8, os.cpu_count() - 1) torch threads, a
+    # single one on a 2-core laptop; this keeps the caller's count while training.
+    model.add_callback("on_train_start", lambda trainer: torch.set_num_threads(threads))
     try:
         return model.train(**options)
     finally:
