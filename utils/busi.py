@@ -187,3 +187,23 @@ def load_busi(root: Path, size: int, max_per_class: int | None = None) -> dict:
         "original_shapes": np.array(shapes).reshape(-1, 2),
         "index": index,
     }
+
+
+def near_duplicate_groups(images: np.ndarray, threshold: float = 0.97, thumbnail_size: int = 16) -> np.ndarray:
+    """Return a group id per image, joining images whose thumbnails correlate above ``threshold``.
+
+    BUSI holds several frames of the same lesion taken seconds apart. Each
+    image ``(H, W)`` is average-pooled to ``thumbnail_size``², standardised,
+    and compared with every other by Pearson correlation. Linked pairs are
+    joined transitively (connected components), so that a split by group
+    keeps every frame of a lesion on the same side.
+    """
+    import torch
+    from scipy.sparse.csgraph import connected_components
+
+    thumbnails = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(images)[:, None], thumbnail_size).flatten(1)
+    thumbnails = (thumbnails - thumbnails.mean(1, keepdim=True)) / (thumbnails.std(1, keepdim=True) + 1e-6)
+    similar = (thumbnails @ thumbnails.T / thumbnails.shape[1]).numpy() > threshold
+    np.fill_diagonal(similar, False)
+    _, groups = connected_components(similar, directed=False)
+    return groups
