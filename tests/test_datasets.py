@@ -57,3 +57,11 @@ def test_nih_sample_folder_accepted(data_dir):
 def test_unknown_dataset_rejected():
     with pytest.raises(KeyError, match="Jeu de données inconnu"):
         get_dataset("mnist")
+
+
+def test_data_root_file_rejected(tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("MEDIMG_DATA", str(not_a_folder))
+    with pytest.raises(NotADirectoryError, match="fichier et non un dossier"):
+        data_root()

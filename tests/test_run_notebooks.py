@@ -26,7 +26,7 @@ def test_strip_keeps_checked_stdout_only():
 
 def test_summarise_skips_text_and_flags():
     text = summarise_metrics({"profile": "quick", "ok": True, "dice": 0.81234, "n": 3})
-    assert text == "dice=0.812, n=3"
+    assert text == "dice=0.8123, n=3"
     assert summarise_metrics(None) == "—"
 
 

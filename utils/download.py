@@ -189,15 +189,18 @@ def download_dataset(key: str, root: Path | None = None, api=None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Download the datasets named on the command line."""
-    parser = argparse.ArgumentParser(description="Télécharge un jeu de données Kaggle du cours.")
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.download", description="Télécharge un jeu de données Kaggle du cours."
+    )
     parser.add_argument("datasets", nargs="+", help="clé du registre, par exemple busi")
     arguments = parser.parse_args(argv)
     status = 0
     for key in arguments.datasets:
         try:
             download_dataset(key)
-        except (DownloadError, KeyError) as error:
-            print(f"Erreur : {error}", file=sys.stderr)
+        except (DownloadError, KeyError, NotADirectoryError) as error:
+            message = error.args[0] if error.args else str(error)
+            print(f"Erreur : {message}", file=sys.stderr)
             status = 1
     return status
 

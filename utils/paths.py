@@ -17,7 +17,13 @@ def data_root() -> Path:
     path = Path(value).expanduser() if value else Path("data")
     if not path.is_absolute():
         path = PROJECT_ROOT / path
-    return path.resolve()
+    path = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"MEDIMG_DATA désigne un fichier et non un dossier : {path}. "
+            "Indiquez le dossier qui contient les jeux de données."
+        )
+    return path
 
 
 def output_dir(notebook: str) -> Path:

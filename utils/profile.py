@@ -15,7 +15,7 @@ from types import SimpleNamespace
 PROFILES = ("smoke", "quick", "full")
 
 PROFILE_PURPOSE = {
-    "smoke": "vérifie seulement que chaque cellule s'exécute (quelques images, une époque)",
+    "smoke": "vérifie seulement que chaque cellule s'exécute, sur quelques images et une époque",
     "quick": "résultats qui restent parlants en quelques minutes sur un CPU",
     "full": "vise les chiffres publiés ; prévu pour un GPU CUDA",
 }

@@ -106,7 +106,7 @@ def summarise_metrics(metrics: dict | None, limit: int = 4) -> str:
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        items.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+        items.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
         if len(items) == limit:
             break
     return ", ".join(items) or "—"
@@ -132,8 +132,14 @@ def run_notebook(path: Path, refresh: bool = False) -> dict:
     monitor.start()
     start = time.perf_counter()
     status, error_text = "ok", ""
+    executed_dir = PROJECT_ROOT / "outputs" / "executed"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    # The kernel process logs to its own stderr (start-up warnings, crashes);
+    # that goes to a log file so the summary stays readable. Cell outputs,
+    # stderr included, still land in the executed notebook.
+    kernel_log = open(executed_dir / f"{path.stem}.kernel.log", "w")
     try:
-        client.execute()
+        client.execute(stderr=kernel_log)
     except CellExecutionError as error:
         status = "échec"
         lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
@@ -141,12 +147,12 @@ def run_notebook(path: Path, refresh: bool = False) -> dict:
     except Exception as error:  # timeouts and dead kernels
         status = "échec"
         error_text = f"{type(error).__name__}: {error}"[:300]
+    finally:
+        kernel_log.close()
     wall_s = time.perf_counter() - start
     peak_bytes = monitor.stop()
 
-    executed_dir = PROJECT_ROOT / "outputs" / "executed"
     html_dir = PROJECT_ROOT / "outputs" / "html"
-    executed_dir.mkdir(parents=True, exist_ok=True)
     html_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, executed_dir / path.name)
     html, _ = HTMLExporter().from_notebook_node(nb)
@@ -167,7 +173,9 @@ def run_notebook(path: Path, refresh: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected notebooks and print the summary table."""
-    parser = argparse.ArgumentParser(description="Exécute les notebooks du cours sans interface.")
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.run_notebooks", description="Exécute les notebooks du cours sans interface."
+    )
     parser.add_argument("notebooks", nargs="*", help="préfixes de noms, par exemple 00 01")
     parser.add_argument("--profile", choices=("smoke", "quick", "full"), help="impose MEDIMG_PROFILE")
     parser.add_argument(
@@ -181,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .profile import get_profile
 
-    profile = get_profile()
+    try:
+        profile = get_profile()
+    except ValueError as error:
+        print(f"Erreur : {error}", file=sys.stderr)
+        return 2
     print(profile.describe())
     rows = []
     for path in find_notebooks(arguments.notebooks):
