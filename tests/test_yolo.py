@@ -101,3 +101,37 @@ def test_training_offline_from_other_cwd(tmp_path):
     assert list(home.rglob("*ltralytics*")) == []
     assert list(work.iterdir()) == []
     assert (PROJECT_ROOT / "outputs" / "tests" / "yolo" / "test_offline" / "weights" / "last.pt").is_file()
+
+
+def test_predicted_mask_confidence_filter():
+    import torch
+    from types import SimpleNamespace
+
+    from utils.yolo import predicted_mask
+
+    square = np.array([[2, 2], [10, 2], [10, 10], [2, 10]], dtype=float)
+    far_square = square + 20
+    result = SimpleNamespace(
+        orig_shape=(40, 50),
+        masks=SimpleNamespace(xy=[square, far_square]),
+        boxes=SimpleNamespace(conf=torch.tensor([0.9, 0.2])),
+    )
+    both = predicted_mask(result)
+    confident = predicted_mask(result, min_confidence=0.5)
+    assert both.shape == (40, 50)
+    assert both[5, 5] and both[25, 25]
+    assert confident[5, 5]
+    assert not confident[25, 25]
+    most_confident = predicted_mask(result, max_instances=1)
+    assert most_confident[5, 5] and not most_confident[25, 25]
+
+
+def test_predicted_mask_no_detection():
+    from types import SimpleNamespace
+
+    from utils.yolo import predicted_mask
+
+    result = SimpleNamespace(orig_shape=(8, 6), masks=None, boxes=None)
+    mask = predicted_mask(result)
+    assert mask.shape == (8, 6)
+    assert not mask.any()

@@ -196,12 +196,15 @@ def train_yolo(model, data_yaml: Path, name: str, notebook: str, **arguments):
         torch.set_num_threads(threads)
 
 
-def predicted_mask(result) -> np.ndarray:
+def predicted_mask(result, min_confidence: float = 0.0, max_instances: int | None = None) -> np.ndarray:
     """Return the union of the instance masks of one ultralytics result as a boolean image.
 
-    The polygons ``result.masks.xy`` are already in the coordinates of the
-    original image, letterbox padding removed; they are filled with OpenCV at
-    ``result.orig_shape``. No detection gives an empty mask.
+    Only detections whose confidence is at least ``min_confidence`` count,
+    so that one prediction at a low ``conf`` can be thresholded several
+    times. With ``max_instances``, only the most confident detections
+    are kept (for instance one lesion per image). The polygons ``result.masks.xy`` are already in the coordinates
+    of the original image, letterbox padding removed; they are filled with
+    OpenCV at ``result.orig_shape``. No detection gives an empty mask.
     """
     import cv2
 
@@ -209,7 +212,10 @@ def predicted_mask(result) -> np.ndarray:
     mask = np.zeros((height, width), dtype=np.uint8)
     if result.masks is None:
         return mask.astype(bool)
-    for polygon in result.masks.xy:
-        if len(polygon) >= 3:
+    confidences = result.boxes.conf.cpu().numpy()
+    order = np.argsort(-confidences, kind="stable")[:max_instances]
+    for index in order:
+        polygon = result.masks.xy[index]
+        if confidences[index] >= min_confidence and len(polygon) >= 3:
             cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
     return mask.astype(bool)
