@@ -38,7 +38,7 @@ from .cache import cache_key
 from .paths import cache_dir
 
 WIDTH, HEIGHT = 640, 480
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SPLIT_FRACTIONS = {"train": 0.56, "val": 0.24, "test": 0.20}  # as in BCCD: 205 / 87 / 72 images
 
 PLASMA_RGB = np.array([0.86, 0.87, 0.89])
@@ -142,7 +142,7 @@ def render_smear(rng: np.random.Generator, width: int = WIDTH, height: int = HEI
         if box is not None:
             objects.append(("WBC", *box))
 
-    for _ in range(rng.choice([0, 1, 2, 2, 3])):
+    for _ in range(rng.choice([1, 2, 2, 3, 3])):
         centre = (rng.uniform(20, width - 20), rng.uniform(20, height - 20))
         radius = rng.uniform(11, 18)
         boxes = [_paint(canvas, centre, (radius, radius * rng.uniform(0.6, 1.0)), rng.uniform(0, np.pi),
