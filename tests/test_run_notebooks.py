@@ -1,6 +1,17 @@
 import nbformat
 
-from utils.run_notebooks import find_notebooks, strip_for_commit, summarise_metrics
+import json
+import os
+
+from utils.run_notebooks import (
+    KEY_RESULTS,
+    find_notebooks,
+    fresh_metrics,
+    key_results,
+    strip_for_commit,
+    summarise_metrics,
+    write_results_board,
+)
 
 
 def make_cell(source, outputs):
@@ -34,3 +45,38 @@ def test_notebooks_found_in_order():
     names = [path.stem for path in find_notebooks([])]
     assert names == sorted(names)
     assert names[:2] == ["00_demarrage", "01_modalites_et_bruit"]
+
+
+def test_metrics_of_an_earlier_run_are_not_reported(tmp_path):
+    metrics_file = tmp_path / "metrics.json"
+    assert fresh_metrics(metrics_file, since=0) is None
+    metrics_file.write_text(json.dumps({"dice": 0.5}))
+    written = metrics_file.stat().st_mtime
+    assert fresh_metrics(metrics_file, since=written - 1) == {"dice": 0.5}
+    os.utime(metrics_file, (written - 100, written - 100))
+    assert fresh_metrics(metrics_file, since=written) is None
+
+
+def test_key_results_follow_nested_keys():
+    metrics = {"models": {"U-Net": {"dice": 0.6149}, "Attention U-Net": {"dice": 0.6}}}
+    text = key_results("02_segmentation_busi", metrics)
+    assert text == "Dice U-Net 0.615 ; Dice Attention U-Net 0.6"
+    assert key_results("02_segmentation_busi", None) == "—"
+    assert key_results("99_inconnu", {"dice": 0.5}) == "dice=0.5"
+
+
+def test_every_chapter_notebook_has_key_results():
+    chapters = [path.stem for path in find_notebooks([]) if not path.stem.startswith("00_")]
+    assert sorted(KEY_RESULTS) == chapters
+
+
+def test_results_board_written(tmp_path):
+    rows = [
+        {"notebook": "02_segmentation_busi", "status": "ok", "wall_s": 230.4, "peak_mib": 1300.0, "key_results": "Dice U-Net 0.615"},
+        {"notebook": "03_detection_bccd", "status": "échec", "wall_s": 12.0, "peak_mib": 900.0, "key_results": "—"},
+    ]
+    markdown, figure = write_results_board(rows, "quick", tmp_path)
+    text = markdown.read_text(encoding="utf-8")
+    assert "| `02_segmentation_busi` | ok | 230 | 1300 | Dice U-Net 0.615 | U-Net et Attention U-Net ≈ 0,77" in text
+    assert "| `03_detection_bccd` | échec | 12 | 900 | — |" in text
+    assert figure.stat().st_size > 1000

@@ -14,6 +14,7 @@ un pic plus bref peut échapper à la mesure.
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -112,6 +113,110 @@ def summarise_metrics(metrics: dict | None, limit: int = 4) -> str:
     return ", ".join(items) or "—"
 
 
+def fresh_metrics(metrics_file: Path, since: float) -> dict | None:
+    """Return the metrics in ``metrics_file`` if it was written at ``since`` (epoch seconds) or later.
+
+    A notebook that fails before its check cell leaves the file of an earlier
+    run behind; the summary must not show those old figures as this run's.
+    """
+    if not metrics_file.is_file() or metrics_file.stat().st_mtime < since:
+        return None
+    return json.loads(metrics_file.read_text())
+
+# For the results board: the key figures of each notebook (label, path of keys in
+# its metrics.json) and the published figure the notebook compares them to.
+KEY_RESULTS = {
+    "01_modalites_et_bruit": (
+        [("UH de l'air", ("hu_air",)), ("SNR du speckle", ("speckle_snr",))],
+        "air −1000 UH ; SNR d'amplitude du speckle 1,913 (théorie)",
+    ),
+    "02_segmentation_busi": (
+        [("Dice U-Net", ("models", "U-Net", "dice")), ("Dice Attention U-Net", ("models", "Attention U-Net", "dice")),
+         ("Dice YOLO", ("models", "YOLO", "dice"))],
+        "U-Net et Attention U-Net ≈ 0,77 de Dice (BUSI complet, 256²)",
+    ),
+    "03_detection_bccd": (
+        [("mAP50 YOLO", ("yolo_map50",)), ("mAP50 U-Net", ("unet_map50",))],
+        "YOLOv8n ≈ 0,89 de mAP50 sur BCCD",
+    ),
+    "04_peu_d_etiquettes_moco": (
+        [("AUC ImageNet (100 %)", ("finetune_auc", "ImageNet@1.0")), ("AUC MoCo (100 %)", ("finetune_auc", "MoCo@1.0"))],
+        "MoCo-CXR, épanchement : ≈ 0,94 en fine-tuning (CheXpert, 320 px)",
+    ),
+    "05_incertitude_segmentation": (
+        [("Dice MC dropout", ("dice_lesion", "MC dropout")), ("renvoi 20 % : MC", ("referral_dice_at_20_percent", "MC dropout, entropie")),
+         ("renvoi 20 % : hasard", ("referral_dice_at_20_percent", "hasard (moyenne)"))],
+        "MC dropout p = 0,2, 5 à 10 passages (Bayesian QuickNAT)",
+    ),
+    "06_calibration_et_prediction_conforme": (
+        [("exactitude", ("test_accuracy",)), ("couverture α = 0,1", ("conformal_test", "LAC_0.1", "couverture"))],
+        "couverture conforme ≥ 1 − α = 0,9",
+    ),
+    "07_robustesse_decalage": (
+        [("AUC source", ("source_auc",)), ("baisse d'AUC, dégradations sévères", ("severe_mean_auc_drop",))],
+        "CheXphoto : baisse d'AUC nette sur les photos de radiographies",
+    ),
+}
+
+
+def key_results(notebook: str, metrics: dict | None) -> str:
+    """Return the notebook's key figures as ``label valeur`` text, ``—`` when missing."""
+    if not metrics:
+        return "—"
+    items = []
+    for label, keys in KEY_RESULTS.get(notebook, ([], ""))[0]:
+        value = metrics
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            items.append(f"{label} {value:.3g}")
+    return " ; ".join(items) or summarise_metrics(metrics)
+
+
+def write_results_board(rows: list[dict], profile_name: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """Write ``outputs/resultats.md`` and ``outputs/resultats.png`` for ``rows``; return both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = folder or PROJECT_ROOT / "outputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Tableau de bord des résultats (profil `{profile_name}`)",
+        "",
+        f"Écrit par `python -m utils.run_notebooks` le {time.strftime('%Y-%m-%d %H:%M')}. "
+        "Durée et mémoire maximale mesurées sur cette machine ; les chiffres clés viennent de "
+        "`outputs/<notebook>/metrics.json` écrit par ce passage (« — » si le notebook a échoué avant sa vérification).",
+        "",
+        "| notebook | statut | durée (s) | mémoire max (Mio) | chiffres clés | chiffre publié de comparaison |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        published = KEY_RESULTS.get(row["notebook"], ([], "—"))[1] or "—"
+        lines.append(
+            f"| `{row['notebook']}` | {row['status']} | {row['wall_s']:.0f} | {row['peak_mib']:.0f} | "
+            f"{row['key_results']} | {published} |"
+        )
+    markdown = folder / "resultats.md"
+    markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.5), sharey=True)
+    names = [row["notebook"] for row in rows]
+    colours = ["tab:green" if row["status"] == "ok" else "tab:red" for row in rows]
+    axes[0].barh(names, [row["wall_s"] for row in rows], color=colours)
+    axes[0].set_xlabel("durée (s)")
+    axes[0].invert_yaxis()
+    axes[1].barh(names, [row["peak_mib"] / 1024 for row in rows], color=colours)
+    axes[1].set_xlabel("mémoire max (Gio)")
+    fig.suptitle(f"Notebooks, profil {profile_name} (vert : réussi, rouge : échec)")
+    fig.tight_layout()
+    figure = folder / "resultats.png"
+    fig.savefig(figure, dpi=100)
+    plt.close(fig)
+    return markdown, figure
+
+
 def run_notebook(path: Path, refresh: bool = False) -> dict:
     """Execute one notebook; write its executed copy and HTML; return a summary row."""
     import nbformat
@@ -119,7 +224,7 @@ def run_notebook(path: Path, refresh: bool = False) -> dict:
     from nbclient.exceptions import CellExecutionError
     from nbconvert import HTMLExporter
 
-    from .reporting import load_metrics
+    from .paths import output_dir
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -130,6 +235,7 @@ def run_notebook(path: Path, refresh: bool = False) -> dict:
     )
     monitor = MemoryMonitor()
     monitor.start()
+    started_at = time.time()
     start = time.perf_counter()
     status, error_text = "ok", ""
     executed_dir = PROJECT_ROOT / "outputs" / "executed"
@@ -161,12 +267,14 @@ def run_notebook(path: Path, refresh: bool = False) -> dict:
         strip_for_commit(nb)
         nbformat.write(nb, path)
 
+    metrics = fresh_metrics(output_dir(path.stem) / "metrics.json", started_at)
     return {
         "notebook": path.stem,
         "status": status,
         "wall_s": wall_s,
         "peak_mib": peak_bytes / 2**20,
-        "metrics": summarise_metrics(load_metrics(path.stem)),
+        "metrics": summarise_metrics(metrics),
+        "key_results": key_results(path.stem, metrics),
         "error": error_text,
     }
 
@@ -212,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['wall_s']:>7.0f}s {row['peak_mib']:>6.0f} Mio  {row['metrics']}"
         )
     print("Copies exécutées : outputs/executed/ ; pages HTML : outputs/html/")
+    if rows:
+        markdown, figure = write_results_board(rows, profile.name)
+        print(f"Tableau de bord : {markdown.relative_to(PROJECT_ROOT)} et {figure.relative_to(PROJECT_ROOT)}")
     return 0 if all(row["status"] == "ok" for row in rows) else 1
 
 

@@ -338,3 +338,31 @@ def augmented_loader(images: torch.Tensor, masks: torch.Tensor, indices, batch_s
         generator=torch_generator(seed),
         worker_init_fn=seed_worker,
     )
+
+
+BUSI_LEARNING_RATE = 1e-2
+
+
+def busi_unet_recipe(settings, profile_name: str, source: str, n_images: int, test_names, seed: int = 0) -> dict:
+    """Return the training recipe of the BUSI U-Nets of notebook 02, used as their cache key.
+
+    Notebook 05 rebuilds the same recipe to find notebook 02's U-Net in the
+    cache; any change here retrains both. ``settings`` are notebook 02's
+    profile settings; ``test_names`` the names of the test images, so that a
+    network trained on another split is never read back by mistake.
+    """
+    return {
+        "profile": profile_name,
+        "data": source,
+        "images": n_images,
+        "test_names": sorted(test_names),
+        "image_size": settings.image_size,
+        "normalisation": "z-score per image",
+        "loss": "DiceCELoss(sigmoid=True, batch=True)",
+        "channels": settings.channels,
+        "dropout": settings.dropout,
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "learning_rate": BUSI_LEARNING_RATE,
+        "seed": seed,
+    }
