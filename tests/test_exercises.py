@@ -3,7 +3,7 @@
 import nbformat
 import pytest
 
-from utils.exercises import ANSWER_TAG, SOLUTION_TAG, build, solution_cells, student_version
+from utils.exercises import ANSWER_TAG, SOLUTION_TAG, answer_text, build, solution_cells, student_version
 from utils.run_notebooks import find_notebooks
 
 CHAPTERS = [path for path in find_notebooks([]) if not path.stem.startswith("00_")]
@@ -35,7 +35,7 @@ def test_student_version_on_a_small_notebook():
     assert [cell.cell_type for cell in student.cells] == ["markdown", "code", "code"]
     assert student.cells[0].source == statement.source
     assert student.cells[1].metadata["tags"] == [ANSWER_TAG]
-    assert "print(2 + 2)" not in student.cells[1].source
+    assert student.cells[1].source == "# Exercice 1 : écrivez votre réponse ici.\n"
     assert student.cells[2].source == "x = 1"
     assert nb.cells[1].source == "print(2 + 2)", "the original notebook must stay untouched"
 
@@ -68,3 +68,8 @@ def test_student_version_runs(path, tmp_path, monkeypatch):
     student = student_version(read(path))
     client = NotebookClient(student, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
+
+
+def test_answer_cells_are_numbered():
+    assert answer_text("# Solution de l'exercice 3\nx = 1", 1) == "# Exercice 3 : écrivez votre réponse ici.\n"
+    assert answer_text("x = 1", 4) == "# Exercice 4 : écrivez votre réponse ici.\n"

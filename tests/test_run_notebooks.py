@@ -60,7 +60,7 @@ def test_metrics_of_an_earlier_run_are_not_reported(tmp_path):
 def test_key_results_follow_nested_keys():
     metrics = {"models": {"U-Net": {"dice": 0.6149}, "Attention U-Net": {"dice": 0.6}}}
     text = key_results("02_segmentation_busi", metrics)
-    assert text == "Dice U-Net 0.615 ; Dice Attention U-Net 0.6"
+    assert text == "Dice U-Net : 0,6149 ; Dice Attention U-Net : 0,6"
     assert key_results("02_segmentation_busi", None) == "—"
     assert key_results("99_inconnu", {"dice": 0.5}) == "dice=0.5"
 
@@ -72,11 +72,11 @@ def test_every_chapter_notebook_has_key_results():
 
 def test_results_board_written(tmp_path):
     rows = [
-        {"notebook": "02_segmentation_busi", "status": "ok", "wall_s": 230.4, "peak_mib": 1300.0, "key_results": "Dice U-Net 0.615"},
+        {"notebook": "02_segmentation_busi", "status": "ok", "wall_s": 230.4, "peak_mib": 1300.0, "key_results": "Dice U-Net : 0,615"},
         {"notebook": "03_detection_bccd", "status": "échec", "wall_s": 12.0, "peak_mib": 900.0, "key_results": "—"},
     ]
     markdown, figure = write_results_board(rows, "quick", tmp_path)
     text = markdown.read_text(encoding="utf-8")
-    assert "| `02_segmentation_busi` | ok | 230 | 1300 | Dice U-Net 0.615 | U-Net et Attention U-Net ≈ 0,77" in text
+    assert "| `02_segmentation_busi` | ok | 230 | 1300 | Dice U-Net : 0,615 | U-Net et Attention U-Net ≈ 0,77" in text
     assert "| `03_detection_bccd` | échec | 12 | 900 | — |" in text
     assert figure.stat().st_size > 1000

@@ -5,8 +5,8 @@
     python -m utils.exercises --dest dossier
 
 Chaque cellule marquée ``solution`` est remplacée par une cellule de code
-vide, marquée ``reponse``, où l'étudiant écrit sa réponse ; l'énoncé (la
-cellule Markdown qui précède) reste en place. Le retrait lui-même est fait
+vide, marquée ``reponse`` et titrée « Exercice n », où l'étudiant écrit sa
+réponse ; les énoncés (cellules Markdown) restent en place. Le retrait lui-même est fait
 par le ``TagRemovePreprocessor`` de nbconvert, les sorties par son
 ``ClearOutputPreprocessor``. Par défaut, les versions vont dans
 ``outputs/exercices/`` (dossier ignoré par git), à distribuer telles quelles.
@@ -15,6 +15,7 @@ par le ``TagRemovePreprocessor`` de nbconvert, les sorties par son
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -22,8 +23,19 @@ from .paths import PROJECT_ROOT
 
 SOLUTION_TAG = "solution"
 ANSWER_TAG = "reponse"
-ANSWER_TEXT = "# À vous de jouer : écrivez votre réponse ici.\n"
+SOLUTION_TITLE = re.compile(r"#\s*Solution de l'exercice\s+(\w+)", re.IGNORECASE)
 DEFAULT_DEST = PROJECT_ROOT / "outputs" / "exercices"
+
+
+def answer_text(solution_source: str, ordinal: int) -> str:
+    """Return the text of the empty answer cell that replaces one solution.
+
+    The exercise number comes from the solution's first line (« # Solution de
+    l'exercice 2 ») when it has one, otherwise from its rank in the notebook.
+    """
+    match = SOLUTION_TITLE.match(solution_source.lstrip())
+    number = match.group(1) if match else str(ordinal)
+    return f"# Exercice {number} : écrivez votre réponse ici.\n"
 
 
 def solution_cells(nb) -> list[int]:
@@ -39,11 +51,12 @@ def student_version(nb):
     from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
     student = copy.deepcopy(nb)
-    cells = []
+    cells, ordinal = [], 0
     for cell in student.cells:
         cells.append(cell)
         if SOLUTION_TAG in cell.metadata.get("tags", []):
-            answer = nbformat.v4.new_code_cell(ANSWER_TEXT)
+            ordinal += 1
+            answer = nbformat.v4.new_code_cell(answer_text(cell.source, ordinal))
             answer.metadata["tags"] = [ANSWER_TAG]
             cells.append(answer)
     student.cells = cells

@@ -160,7 +160,7 @@ KEY_RESULTS = {
 
 
 def key_results(notebook: str, metrics: dict | None) -> str:
-    """Return the notebook's key figures as ``label valeur`` text, ``—`` when missing."""
+    """Return the notebook's key figures as ``libellé : valeur`` text (decimal comma), ``—`` when missing."""
     if not metrics:
         return "—"
     items = []
@@ -169,7 +169,7 @@ def key_results(notebook: str, metrics: dict | None) -> str:
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            items.append(f"{label} {value:.3g}")
+            items.append(f"{label} : {format(value, '.4g').replace('.', ',')}")
     return " ; ".join(items) or summarise_metrics(metrics)
 
 
@@ -313,10 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
 
     print()
-    print(f"{'notebook':<34} {'profil':<7} {'statut':<7} {'durée':>8} {'mém. max':>9}  métriques")
+    print(f"{'notebook':<38} {'profil':<7} {'statut':<7} {'durée':>8} {'mém. max':>9}  métriques")
     for row in rows:
         print(
-            f"{row['notebook']:<34} {profile.name:<7} {row['status']:<7} "
+            f"{row['notebook']:<38} {profile.name:<7} {row['status']:<7} "
             f"{row['wall_s']:>7.0f}s {row['peak_mib']:>6.0f} Mio  {row['metrics']}"
         )
     print("Copies exécutées : outputs/executed/ ; pages HTML : outputs/html/")
