@@ -37,10 +37,10 @@ needs_mobilenet_weights = pytest.mark.skipif(
 
 @needs_mobilenet_weights
 def test_imagenet_weights_offline(monkeypatch):
-    def refuse(*args, **kwargs):
+    def reject_download(*args, **kwargs):
         raise AssertionError("téléchargement tenté")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", reject_download)
     encoder, dim = build_encoder("mobilenet_v2", pretrained=True)
     reference = torch.load(find_imagenet_weights("mobilenet_v2"), map_location="cpu", weights_only=True)
     assert dim == 1280

@@ -119,11 +119,13 @@ def test_predicted_mask_confidence_filter():
     both = predicted_mask(result)
     confident = predicted_mask(result, min_confidence=0.5)
     assert both.shape == (40, 50)
-    assert both[5, 5] and both[25, 25]
+    assert both[5, 5]
+    assert both[25, 25]
     assert confident[5, 5]
     assert not confident[25, 25]
-    most_confident = predicted_mask(result, max_instances=1)
-    assert most_confident[5, 5] and not most_confident[25, 25]
+    top_instance = predicted_mask(result, max_instances=1)
+    assert top_instance[5, 5]
+    assert not top_instance[25, 25]
 
 
 def test_predicted_mask_no_detection():

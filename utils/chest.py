@@ -104,17 +104,8 @@ def read_chexpert_table(
         raise FileNotFoundError(
             f"Fichier CheXpert introuvable : {csv_path}. {get_dataset('chexpert').fetch_command()}"
         )
-    raw = pd.read_csv(csv_path)
-    required = ["Path", "Frontal/Lateral", *FINDINGS]
-    missing = [name for name in required if name not in raw.columns]
-    if missing:
-        raise ValueError(f"Colonnes absentes de {csv_path.name} : {missing}. Ce fichier n'a pas la disposition de CheXpert.")
-
-    patients = raw["Path"].str.extract(PATIENT_PATTERN, expand=False)
-    if patients.isna().any():
-        example = raw.loc[patients.isna(), "Path"].iloc[0]
-        raise ValueError(f"Identifiant patient introuvable dans le chemin CheXpert : {example!r} (attendu « patientNNNNN »).")
-
+    raw = read_chexpert_style_csv(csv_path, "CheXpert")
+    patients, labels = chexpert_style_patients_and_labels(raw, "CheXpert", uncertain, blank)
     table = pd.DataFrame(
         {
             "path": [str(_resolve_chexpert_path(folder, p)) for p in raw["Path"]],
@@ -123,11 +114,36 @@ def read_chexpert_table(
             "source": "chexpert",
         }
     )
-    for finding in FINDINGS:
-        table[finding] = map_chexpert_labels(raw[finding], uncertain, blank).to_numpy()
+    table = pd.concat([table, labels], axis=1)
     if frontal_only:
         table = table[table["view"] == "frontal"]
     return table.reset_index(drop=True)
+
+
+def read_chexpert_style_csv(csv_path: Path, dataset: str) -> pd.DataFrame:
+    """Read a CSV with CheXpert's columns (CheXpert, CheXphoto); raise ``ValueError`` naming ``dataset`` if one is missing."""
+    raw = pd.read_csv(csv_path)
+    required = ["Path", "Frontal/Lateral", *FINDINGS]
+    missing = [name for name in required if name not in raw.columns]
+    if missing:
+        raise ValueError(f"Colonnes absentes de {csv_path.name} : {missing}. Ce fichier n'a pas la disposition de {dataset}.")
+    return raw
+
+
+def chexpert_style_patients_and_labels(raw: pd.DataFrame, dataset: str, uncertain: str, blank: str):
+    """Return ``(patients, labels)`` of a CheXpert-style table.
+
+    ``patients`` is the patient number found in each ``Path``; ``labels`` has
+    one column per finding, mapped by ``uncertain`` and ``blank`` as in
+    ``map_chexpert_labels``. Raises ``ValueError`` naming ``dataset`` when a
+    path has no patient number.
+    """
+    patients = raw["Path"].str.extract(PATIENT_PATTERN, expand=False)
+    if patients.isna().any():
+        example = raw.loc[patients.isna(), "Path"].iloc[0]
+        raise ValueError(f"Identifiant patient introuvable dans le chemin {dataset} : {example!r} (attendu « patientNNNNN »).")
+    labels = pd.DataFrame({finding: map_chexpert_labels(raw[finding], uncertain, blank).to_numpy() for finding in FINDINGS})
+    return patients, labels
 
 
 def _nih_image_index(folder: Path) -> dict[str, Path]:

@@ -446,7 +446,7 @@ def bootstrap_auc(
     With ``groups`` (patient ids) whole patients are resampled, because the
     images of one patient are not independent. A finding whose positives
     come from fewer than ``min_positive_groups`` patients is not evaluable:
-    its row holds NaN and the mean leaves it out. Columns: ``AUC``, ``IC
+    its row contains NaN and the mean leaves it out. Columns: ``AUC``, ``IC
     bas``, ``IC haut``, ``positifs`` (images) and ``patients positifs``; the
     last row, ``moyenne``, averages the evaluable findings.
     """
@@ -661,7 +661,7 @@ def load_cached_classifier(profile_name: str, data_source: str, arm: str = "imag
 
     ``model`` maps grey images in [0, 1] of shape ``(N, 1, S, S)``, with ``S =
     metadata["image_size"]``, to one logit per finding of ``metadata["findings"]``.
-    ``metadata`` also holds the data source, the test patients
+    ``metadata`` also contains the data source, the test patients
     (``test_patients``), the label policy and the test AUCs measured in 04.
     A notebook that finds no cache calls ``train_reference_classifier``.
     """

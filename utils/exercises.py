@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for path in build(paths, arguments.dest.resolve()):
         try:
-            shown = path.relative_to(PROJECT_ROOT)
+            display_path = path.relative_to(PROJECT_ROOT)
         except ValueError:
-            shown = path
-        print(f"Version étudiant : {shown}")
+            display_path = path
+        print(f"Version étudiant : {display_path}")
     return 0
 
 

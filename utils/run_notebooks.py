@@ -117,7 +117,7 @@ def fresh_metrics(metrics_file: Path, since: float) -> dict | None:
     """Return the metrics in ``metrics_file`` if it was written at ``since`` (epoch seconds) or later.
 
     A notebook that fails before its check cell leaves the file of an earlier
-    run behind; the summary must not show those old figures as this run's.
+    run behind, so the summary must not show those old figures as this run's.
     """
     if not metrics_file.is_file() or metrics_file.stat().st_mtime < since:
         return None

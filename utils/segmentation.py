@@ -347,9 +347,9 @@ def busi_unet_recipe(settings, profile_name: str, source: str, n_images: int, te
     """Return the training recipe of the BUSI U-Nets of notebook 02, used as their cache key.
 
     Notebook 05 rebuilds the same recipe to find notebook 02's U-Net in the
-    cache; any change here retrains both. ``settings`` are notebook 02's
-    profile settings; ``test_names`` the names of the test images, so that a
-    network trained on another split is never read back by mistake.
+    cache, so any change here retrains both. ``settings`` are notebook 02's
+    profile settings. ``test_names`` are the names of the test images, so
+    that a network trained on another split is never read back by mistake.
     """
     return {
         "profile": profile_name,

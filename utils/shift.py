@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .chest import FINDINGS, PATIENT_PATTERN, ChestXrayDataset, _check_policy, map_chexpert_labels
+from .chest import FINDINGS, ChestXrayDataset, _check_policy, chexpert_style_patients_and_labels, read_chexpert_style_csv
 from .chest import BLANK_POLICIES, UNCERTAIN_POLICIES
 from .datasets import get_dataset
 
@@ -368,14 +368,7 @@ def read_chexphoto_table(
     csv_path = folder / f"{split}.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"Fichier CheXphoto introuvable : {csv_path}. {get_dataset('chexphoto').fetch_command()}")
-    raw = pd.read_csv(csv_path)
-    required = ["Path", "Frontal/Lateral", *FINDINGS]
-    missing_columns = [name for name in required if name not in raw.columns]
-    if missing_columns:
-        raise ValueError(
-            f"Colonnes absentes de {csv_path.name} : {missing_columns}. Ce fichier n'a pas la disposition de CheXphoto."
-        )
-
+    raw = read_chexpert_style_csv(csv_path, "CheXphoto")
     parts = raw["Path"].str.split("/")
     # Le chemin publié commence par « CheXphoto-v1.0 » ; certaines copies l'omettent.
     parts = parts.map(lambda p: p[1:] if p and p[0].startswith("CheXphoto") else p)
@@ -386,10 +379,7 @@ def read_chexphoto_table(
             f"Chemin CheXphoto inattendu : {example!r} "
             "(attendu <partie>/<natural|synthetic>/<variante>/patient<N>/.../view<K>_<incidence>.jpg)."
         )
-    patients = raw["Path"].str.extract(PATIENT_PATTERN, expand=False)
-    if patients.isna().any():
-        example = raw.loc[patients.isna(), "Path"].iloc[0]
-        raise ValueError(f"Identifiant patient introuvable dans le chemin CheXphoto : {example!r} (attendu « patientNNNNN »).")
+    patients, labels = chexpert_style_patients_and_labels(raw, "CheXphoto", uncertain, blank)
 
     table = pd.DataFrame(
         {
@@ -401,8 +391,7 @@ def read_chexphoto_table(
             "variant": parts.map(lambda p: p[2]),
         }
     )
-    for finding in FINDINGS:
-        table[finding] = map_chexpert_labels(raw[finding], uncertain, blank).to_numpy()
+    table = pd.concat([table, labels], axis=1)
     if frontal_only:
         table = table[table["view"] == "frontal"]
     present = table["path"].map(lambda p: Path(p).is_file())
