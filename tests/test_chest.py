@@ -12,6 +12,7 @@ from utils.chest import (
     FINDINGS,
     ChestXrayDataset,
     load_chest_data,
+    parse_demographics,
     patient_split,
     read_chexpert_table,
     read_nih_table,
@@ -263,3 +264,113 @@ def test_synthetic_cardiomegaly_widens_heart():
     region = images[:, 34:48, 34:46].mean(axis=(1, 2))
     cardio = table["Cardiomegaly"].to_numpy() == 1
     assert region[cardio].mean() > region[~cardio].mean() + 5
+
+
+# ---------------------------------------------------------------------------
+# Données démographiques : sexe, âge, incidence
+
+
+def test_nih_demographic_columns(nih_tree):
+    table, _ = read_nih_table(nih_tree)
+    assert table["sex"].iloc[0] == "F"
+    assert table["age"].iloc[0] == 50.0
+    assert table["view_position"].iloc[0] == "AP"
+    assert table["view_position"].iloc[1] == "PA"
+
+
+def test_nih_no_finding_column(nih_tree):
+    table, _ = read_nih_table(nih_tree)
+    assert table["No Finding"].iloc[1] == 1.0
+    # « Hernia » seule n'est pas une des cinq anomalies, mais ce n'est pas « No Finding ».
+    hernia = table["path"].str.endswith("00000004_001.png")
+    assert table.loc[hernia, "No Finding"].item() == 0.0
+    assert table.loc[hernia, list(FINDINGS)].sum(axis=1).item() == 0
+
+
+def test_nih_invalid_age_reported(nih_tree, capsys):
+    csv_path = nih_tree / "Data_Entry_2017.csv"
+    raw = pd.read_csv(csv_path)
+    raw.loc[0, "Patient Age"] = 413
+    raw.loc[1, "Patient Age"] = -2
+    raw.loc[2, "Patient Gender"] = "X"
+    raw.to_csv(csv_path, index=False)
+    table, _ = read_nih_table(nih_tree)
+    assert np.isnan(table["age"].iloc[0])
+    assert np.isnan(table["age"].iloc[1])
+    assert table["age"].iloc[3] == 50.0
+    assert pd.isna(table["sex"].iloc[2])
+    message = capsys.readouterr().out
+    assert "2 âges hors de [0, 120] ans" in message
+    assert "1 sexes" in message
+
+
+def test_nih_missing_demographic_column(nih_tree, capsys):
+    csv_path = nih_tree / "Data_Entry_2017.csv"
+    pd.read_csv(csv_path).drop(columns="Patient Age").to_csv(csv_path, index=False)
+    table, _ = read_nih_table(nih_tree)
+    assert table["age"].isna().all()
+    assert "Patient Age" in capsys.readouterr().out
+
+
+def test_parse_demographics_values():
+    sex = pd.Series(["Male", "Female", "Unknown", None, "F", "?"])
+    age = pd.Series(["68", "121", "abc", None, "0", "120"])
+    view = pd.Series(["AP", " pa ", "", None, "LL", "XX"])
+    columns, invalid = parse_demographics(sex, age, view)
+    assert columns["sex"].tolist()[:2] == ["M", "F"]
+    assert columns["sex"].isna().tolist() == [False, False, True, True, False, True]
+    assert columns["age"].tolist()[0] == 68.0
+    assert columns["age"].isna().tolist() == [False, True, True, True, False, False]
+    assert columns["view_position"].tolist()[:2] == ["AP", "PA"]
+    assert columns["view_position"].isna().tolist() == [False, False, True, True, False, True]
+    assert invalid == {"sex": 1, "age": 2, "view_position": 1}
+
+
+def test_chexpert_demographic_columns(chexpert_tree):
+    table = read_chexpert_table(chexpert_tree, frontal_only=False)
+    assert table["sex"].iloc[0] == "F"
+    assert table["age"].iloc[0] == 68.0
+    assert table["view_position"].iloc[0] == "AP"
+    assert pd.isna(table["view_position"].iloc[1])  # profil : AP/PA vide
+    assert set(table["No Finding"].unique()) == {0.0}
+
+
+def test_source_nih_keeps_demographics(nih_tree):
+    data = load_chest_data(image_size=32, seed=0)
+    assert {"sex", "age", "view_position", "No Finding"} <= set(data.table.columns)
+    assert data.table["sex"].notna().all()
+
+
+def test_synthetic_demographic_columns():
+    _, table = make_synthetic_cxr(300, 32, seed=2)
+    assert set(table["sex"].unique()) == {"F", "M"}
+    assert set(table["view_position"].unique()) == {"AP", "PA"}
+    assert table["age"].between(20, 100).all()
+    assert (table.groupby("patient_id")["sex"].nunique() == 1).all()
+    no_finding = table[list(FINDINGS)].sum(axis=1) == 0
+    assert (table["No Finding"] == no_finding.astype(float)).all()
+    # Femmes sous-représentées (30 % attendus des patients).
+    female_share = table.groupby("patient_id")["sex"].first().eq("F").mean()
+    assert 0.15 < female_share < 0.45
+
+
+def test_synthetic_bias_changes_only_women():
+    plain, table = make_synthetic_cxr(80, 32, seed=4)
+    biased, biased_table = make_synthetic_cxr(80, 32, seed=4, demographic_bias=True)
+    pd.testing.assert_frame_equal(table, biased_table)
+    women = (table["sex"] == "F").to_numpy()
+    assert np.array_equal(plain[~women], biased[~women])
+    assert not np.array_equal(plain[women], biased[women])
+
+
+def test_synthetic_bias_fades_signs():
+    plain, table = make_synthetic_cxr(400, 64, seed=0)
+    biased, _ = make_synthetic_cxr(400, 64, seed=0, demographic_bias=True)
+    women = (table["sex"] == "F").to_numpy()
+    cardio = table["Cardiomegaly"].to_numpy() == 1
+    # Même zone que test_synthetic_cardiomegaly_widens_heart : le cœur élargi
+    # l'éclaircit, et moins quand le signe est atténué.
+    region = slice(34, 48), slice(34, 46)
+    plain_gap = plain[women & cardio][:, region[0], region[1]].mean() - plain[women & ~cardio][:, region[0], region[1]].mean()
+    biased_gap = biased[women & cardio][:, region[0], region[1]].mean() - biased[women & ~cardio][:, region[0], region[1]].mean()
+    assert biased_gap < plain_gap - 2

@@ -2,8 +2,12 @@
 
 Les deux chargeurs lisent la disposition publiée de chaque jeu et rendent la
 même table : une ligne par image avec ``path``, ``patient_id``, ``view``
-(``frontal`` ou ``lateral``), ``source`` et une colonne par anomalie de la
-compétition CheXpert (``FINDINGS``), valant 1, 0 ou NaN (étiquette ignorée).
+(``frontal`` ou ``lateral``), ``source``, une colonne par anomalie de la
+compétition CheXpert (``FINDINGS``), valant 1, 0 ou NaN (étiquette ignorée),
+la colonne ``No Finding`` (1 quand le compte rendu ne décrit aucune anomalie,
+parmi toutes celles du jeu) et les données démographiques ``sex`` (``F``,
+``M`` ou manquant), ``age`` (années, NaN si absent ou invalide) et
+``view_position`` (``PA``, ``AP``, ``LL``, ``RL`` ou manquant).
 ``ChestXrayDataset`` sert ensuite chaque image comme un dictionnaire
 ``{"image", "label", "index", "patient_id"}``, à la manière de torchxrayvision :
 les NaN sont exclus de la perte et des AUC.
@@ -36,6 +40,14 @@ UNCERTAIN_POLICIES = {"ones": 1.0, "zeros": 0.0, "ignore": np.nan}
 BLANK_POLICIES = {"zeros": 0.0, "ignore": np.nan}
 
 CHEXPERT_VALUES = {1.0, 0.0, -1.0}
+
+# Codes de sexe des deux jeux publiés (NIH : M/F ; CheXpert : Male/Female/Unknown).
+SEX_CODES = {"M": "M", "F": "F", "MALE": "M", "FEMALE": "F"}
+VIEW_POSITIONS = ("PA", "AP", "LL", "RL")
+# Âges admis, en années. Le fichier NIH complet contient quelques âges
+# au-delà de 120 ans (erreurs de saisie) : ils deviennent NaN et sont comptés.
+AGE_RANGE = (0, 120)
+NO_FINDING = "No Finding"
 PATIENT_PATTERN = re.compile(r"patient(\d+)")
 SPLITS = ("train", "val", "test")
 
@@ -46,6 +58,56 @@ def _check_policy(name: str, value: str, allowed: dict) -> None:
         raise ValueError(
             f"Politique {name} inconnue : {value!r}. Valeurs possibles : {', '.join(allowed)}."
         )
+
+
+def parse_demographics(sex: pd.Series, age: pd.Series, view_position: pd.Series) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Normalise sex, age and view position; return ``(columns, invalid counts)``.
+
+    ``sex`` becomes ``F``, ``M`` or missing (``Unknown`` and unexpected codes),
+    ``age`` a float in ``AGE_RANGE`` or NaN (non-numeric or out of range) and
+    ``view_position`` one of ``VIEW_POSITIONS`` or missing. Blank cells are
+    missing but not invalid; every other rejected value is counted in the
+    returned dict, keyed by column.
+    """
+    sex_text = sex.astype("string").str.strip().str.upper()
+    sex_clean = sex_text.map(SEX_CODES, na_action="ignore").astype("string")
+    ages = pd.to_numeric(age, errors="coerce").astype(float)
+    valid_age = ages.between(*AGE_RANGE)
+    view_text = view_position.astype("string").str.strip().str.upper().replace("", pd.NA)
+    view_clean = view_text.where(view_text.isin(VIEW_POSITIONS))
+    invalid = {
+        # « Unknown » de CheXpert est une valeur manquante déclarée, pas une erreur.
+        "sex": int((sex_text.notna() & (sex_text != "") & (sex_text != "UNKNOWN") & sex_clean.isna()).sum()),
+        "age": int((age.notna() & ~valid_age).sum()),
+        "view_position": int((view_text.notna() & view_clean.isna()).sum()),
+    }
+    columns = pd.DataFrame(
+        {
+            "sex": sex_clean.to_numpy(),
+            "age": ages.where(valid_age).to_numpy(),
+            "view_position": view_clean.astype("string").to_numpy(),
+        }
+    )
+    return columns, invalid
+
+
+def _demographic_columns(raw: pd.DataFrame, names: tuple[str, str, str], csv_name: str) -> pd.DataFrame:
+    """Return the demographic columns of ``raw`` read from its columns ``names`` (sex, age, view).
+
+    A column absent from the file gives missing values; invalid values are
+    replaced by missing values and reported in French.
+    """
+    empty = pd.Series([pd.NA] * len(raw), index=raw.index, dtype="object")
+    sources = [raw[name] if name in raw.columns else empty for name in names]
+    columns, invalid = parse_demographics(*sources)
+    absent = [name for name in names if name not in raw.columns]
+    if absent:
+        print(f"{csv_name} : colonnes démographiques absentes ({', '.join(absent)}), laissées vides.")
+    labels = {"sex": "sexes", "age": f"âges hors de [{AGE_RANGE[0]}, {AGE_RANGE[1]}] ans ou non numériques", "view_position": "incidences"}
+    report = [f"{count} {labels[name]}" for name, count in invalid.items() if count]
+    if report:
+        print(f"{csv_name} : valeurs invalides remplacées par des valeurs manquantes : {', '.join(report)}.")
+    return columns
 
 
 def _resolve_chexpert_path(folder: Path, relative: str) -> Path:
@@ -91,7 +153,10 @@ def read_chexpert_table(
     ``uncertain`` maps the -1 labels (``"ones"``: U-Ones, ``"zeros"``:
     U-Zeros, ``"ignore"``: U-Ignore, NaN); ``blank`` maps empty cells
     (``"zeros"`` or ``"ignore"``). With ``frontal_only``, lateral views are
-    dropped. Image files are not opened here.
+    dropped. ``No Finding`` is 1 or 0 (a blank cell means that some finding
+    was reported); ``Sex``, ``Age`` and ``AP/PA`` become ``sex``, ``age`` and
+    ``view_position`` (see ``parse_demographics``). Image files are not
+    opened here.
     """
     _check_policy("pour les étiquettes incertaines", uncertain, UNCERTAIN_POLICIES)
     _check_policy("pour les cases vides", blank, BLANK_POLICIES)
@@ -114,7 +179,12 @@ def read_chexpert_table(
             "source": "chexpert",
         }
     )
-    table = pd.concat([table, labels], axis=1)
+    if NO_FINDING in raw.columns:
+        table[NO_FINDING] = map_chexpert_labels(raw[NO_FINDING], "ones", "zeros").to_numpy()
+    else:
+        table[NO_FINDING] = np.nan
+    demographics = _demographic_columns(raw, ("Sex", "Age", "AP/PA"), csv_path.name)
+    table = pd.concat([table, labels, demographics], axis=1)
     if frontal_only:
         table = table[table["view"] == "frontal"]
     return table.reset_index(drop=True)
@@ -162,6 +232,10 @@ def read_nih_table(folder) -> tuple[pd.DataFrame, int]:
     counted in ``missing``. The four NIH findings that have a CheXpert
     competition counterpart keep their name; ``Effusion`` becomes ``Pleural
     Effusion``. NIH labels carry no uncertainty, so every label is 0 or 1.
+    ``No Finding`` is 1 when the image has none of the 14 NIH findings.
+    ``Patient Gender``, ``Patient Age`` and ``View Position`` become ``sex``,
+    ``age`` and ``view_position``; invalid values (for example ages above
+    120 years) become missing values and are counted in a printed message.
     """
     folder = Path(folder)
     csv_path = folder / "Data_Entry_2017.csv"
@@ -194,7 +268,10 @@ def read_nih_table(folder) -> tuple[pd.DataFrame, int]:
     )
     for nih_name, finding in NIH_NAMES.items():
         table[finding] = findings.map(lambda names, wanted=nih_name: float(wanted in names)).to_numpy()
-    return table.reset_index(drop=True), int((~present).sum())
+    table[NO_FINDING] = findings.map(lambda names: float(names == ["No Finding"])).to_numpy()
+    demographics = _demographic_columns(raw, ("Patient Gender", "Patient Age", "View Position"), csv_path.name)
+    table = pd.concat([table.reset_index(drop=True), demographics.reset_index(drop=True)], axis=1)
+    return table, int((~present).sum())
 
 
 def _strata(table: pd.DataFrame) -> np.ndarray:
@@ -387,6 +464,7 @@ def load_chest_data(
     fractions=(0.6, 0.15, 0.25),
     seed: int = 0,
     preload: bool = True,
+    synthetic_demographic_bias: bool = False,
 ) -> ChestData:
     """Load CheXpert if present, else NIH ChestX-ray14, else synthetic radiographs.
 
@@ -395,7 +473,8 @@ def load_chest_data(
     patient into ``train`` and ``val``. The other sources are split by
     patient with ``fractions``. ``max_images`` keeps whole patients drawn at
     random. Rows whose image is missing or unreadable are dropped, counted in
-    ``skipped`` and reported.
+    ``skipped`` and reported. ``synthetic_demographic_bias`` is passed to
+    ``make_synthetic_cxr`` as ``demographic_bias`` (synthetic source only).
     """
     folder = locate_dataset("chexpert")
     if folder is not None:
@@ -423,7 +502,7 @@ def load_chest_data(
         else:
             from .synthetic_cxr import make_synthetic_cxr
 
-            images, table = make_synthetic_cxr(synthetic_count, image_size, seed)
+            images, table = make_synthetic_cxr(synthetic_count, image_size, seed, demographic_bias=synthetic_demographic_bias)
             table["split"] = patient_split(table, fractions, seed)
             skipped = 0
             source = "synthetic"

@@ -156,6 +156,26 @@ KEY_RESULTS = {
         [("AUC source", ("source_auc",)), ("baisse d'AUC, dégradations sévères", ("severe_mean_auc_drop",))],
         "CheXphoto : baisse d'AUC nette sur les photos de radiographies",
     ),
+    "09_detection_anomalies": (
+        [("AUROC AE, anomalies dessinées", ("ae_drawn_auroc",)), ("AUROC pixel AE", ("ae_pixel_auroc",)),
+         ("AUROC supervisé vues − dessinées", ("supervised_seen_minus_drawn",))],
+        "Baur et al. 2021 : auto-encodeurs utiles mais limités en IRM cérébrale ; AnoGAN (Schlegl et al. 2017)",
+    ),
+    "08_interpretabilite": (
+        [("exactitude échographies", ("busi_accuracy",)), ("Grad-CAM dans la lésion / surface", ("lesion_mass_ratio", "Grad-CAM")),
+         ("AUC radiographies, bord seul", ("chest_masking_auc", "centre masqué (bord seul)"))],
+        "Grad-CAM passe le test de randomisation du modèle (Adebayo et al. 2018)",
+    ),
+    "10_apprentissage_federe": (
+        [("AUC FedAvg", ("fedavg_auc",)), ("AUC centralisé", ("central_auc",)),
+         ("AUC hôpital seul (moyenne)", ("single_site_mean_auc",))],
+        "fédéré ≈ 99 % du Dice centralisé (Sheller et al. 2020, BraTS, 10 sites)",
+    ),
+    "11_equite_et_biais": (
+        [("AUC anomalie", ("overall_auc", "AUC")), ("FNR F − M", ("sex_fnr_gap_before",)),
+         ("FNR F − M, seuil par groupe", ("sex_fnr_gap_after_cross_fitted",))],
+        "sous-diagnostic plus fréquent chez les femmes (Seyyed-Kalantari et al. 2021)",
+    ),
 }
 
 

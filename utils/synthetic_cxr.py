@@ -17,6 +17,20 @@ compétition CheXpert y sont tracées par leur signe radiologique :
 L'intensité de chaque signe varie d'un cas à l'autre, si bien que certains
 cas positifs sont discrets. Les images d'un même patient partagent son
 anatomie (et sa cardiomégalie), ce qui donne un sens aux partages par patient.
+
+Chaque cliché porte aussi des données démographiques, tirées à part pour ne
+changer aucune image : un sexe sous-représenté (30 % de femmes), un âge plus
+élevé chez les patients atteints de cardiomégalie et une incidence de face
+antéropostérieure (AP, cliché au lit) plus fréquente après 65 ans et en cas
+d'épanchement ou d'œdème, comme dans les services d'hospitalisation. Avec
+``demographic_bias=True``, les signes radiologiques des femmes sont en plus
+tracés avec 30 % de leur contraste (``FEMALE_SIGN_CONSPICUITY``), comme si
+leur maladie était moins visible sur l'image. Ce biais, volontaire et
+artificiel, cumule sous-représentation et signes moins visibles : un modèle
+manque alors plus de cas positifs chez les femmes (sous-diagnostic) sans
+donner plus de fausses alertes. Dégrader plutôt toute l'image (surexposition,
+bruit) produit ici l'inverse, plus de fausses alertes : le classifieur du
+notebook 11 juge anormale une image atypique.
 """
 
 import numpy as np
@@ -34,6 +48,17 @@ CONSOLIDATION_RATE = 0.14
 EDEMA_RATE = 0.08
 ATELECTASIS_RATE = 0.15
 MAX_IMAGES_PER_PATIENT = 5
+
+# Données démographiques (tirées par des générateurs séparés de ceux du rendu).
+FEMALE_RATE = 0.30
+AP_BASE_RATE = 0.15
+AP_OLD_EXTRA = 0.35  # après 65 ans
+AP_FLUID_EXTRA = 0.25  # épanchement ou œdème
+# Décalages des graines démographiques : au-delà de tout numéro de cliché
+# (MAX_IMAGES_PER_PATIENT), ils ne croisent jamais les graines du rendu.
+PATIENT_DEMOGRAPHY_STREAM = 10_000
+IMAGE_DEMOGRAPHY_STREAM = 20_000
+FEMALE_SIGN_CONSPICUITY = 0.3  # avec demographic_bias
 
 
 def _superellipse(x, y, cx, cy, ax, ay, power=2.5):
@@ -107,8 +132,13 @@ def _draw_patchy(x, y, rng, cx, cy, count, spread, size):
     return np.clip(opacity, 0, 1)
 
 
-def _render(size, anatomy, labels, rng):
-    """Draw one radiograph as floats in [0, 1] (bright means dense)."""
+def _render(size, anatomy, labels, rng, conspicuity=1.0):
+    """Draw one radiograph as floats in [0, 1] (bright means dense).
+
+    ``conspicuity`` scales every radiological sign (opacities, raised dome,
+    cardiac enlargement) without changing the random draws; 1 draws them
+    in full.
+    """
     coords = (np.arange(size) + 0.5) / size * 2 - 1
     y, x = np.meshgrid(coords, coords, indexing="ij")
 
@@ -118,7 +148,7 @@ def _render(size, anatomy, labels, rng):
     atelectasis_side = int(rng.choice([-1, 1]))
     dome_lift = {-1: 0.0, 1: 0.0}
     if labels["Atelectasis"]:
-        dome_lift[atelectasis_side] = rng.uniform(0.04, 0.10)
+        dome_lift[atelectasis_side] = rng.uniform(0.04, 0.10) * conspicuity
 
     lungs, diaphragms = {}, {}
     for side in (-1, 1):
@@ -129,6 +159,8 @@ def _render(size, anatomy, labels, rng):
     # de l'image). Sa largeur suit le rapport cardiothoracique.
     thoracic_width = 2 * (anatomy["lung_gap"] + anatomy["lung_width"])
     ctr = anatomy["enlarged_ctr"] if labels["Cardiomegaly"] else anatomy["ctr"]
+    if conspicuity != 1.0:
+        ctr = anatomy["ctr"] + conspicuity * (ctr - anatomy["ctr"])
     heart_half_width = ctr * thoracic_width / 2
     heart_cx = 0.06 + 0.35 * (heart_half_width - 0.28)
     heart = _soft(1.0 - ((x - heart_cx) / heart_half_width) ** 2 - ((y - anatomy["heart_center_y"]) / 0.25) ** 2, 12.0)
@@ -173,6 +205,8 @@ def _render(size, anatomy, labels, rng):
         fluid_or_tissue += lungs[side] * band * rng.uniform(0.6, 1.0)
     # Le poumon aéré n'absorbe presque rien : il assombrit l'image, sauf là
     # où le cœur, le médiastin, du liquide ou un tissu densifié remplacent l'air.
+    if conspicuity != 1.0:
+        fluid_or_tissue = conspicuity * fluid_or_tissue
     air = lung_mask * (1.0 - np.maximum(heart, mediastinum)) * (1.0 - np.clip(fluid_or_tissue, 0, 1))
     image = image - 0.30 * air + 0.04 * heart
 
@@ -195,14 +229,31 @@ def _render(size, anatomy, labels, rng):
     return np.clip(image, 0, 1)
 
 
-def make_synthetic_cxr(count: int, size: int = 64, seed: int = 0):
+def _patient_demography(rng, cardiomegaly: bool) -> dict:
+    """Draw the sex and the age at the first radiograph of one patient."""
+    low, high = (55, 90) if cardiomegaly else (20, 85)
+    return {"sex": "F" if rng.random() < FEMALE_RATE else "M", "age": int(rng.integers(low, high + 1))}
+
+
+def _view_position(rng, age: float, labels: dict) -> str:
+    """Draw PA or AP: bedside AP radiographs are more frequent for old or fluid-overloaded patients."""
+    fluid = labels["Pleural Effusion"] or labels["Edema"]
+    ap_rate = AP_BASE_RATE + AP_OLD_EXTRA * (age >= 65) + AP_FLUID_EXTRA * fluid
+    return "AP" if rng.random() < ap_rate else "PA"
+
+
+def make_synthetic_cxr(count: int, size: int = 64, seed: int = 0, demographic_bias: bool = False):
     """Draw ``count`` synthetic chest radiographs with their five labels.
 
     Returns ``(images, table)``: a ``uint8`` array of shape ``(count, size,
     size)`` and a table with the columns of the real loaders (``path``,
-    ``patient_id``, ``view``, ``source`` and one column per finding, 0 or 1).
-    Image ``i`` depends only on ``seed``, ``size`` and ``i``, so a larger
-    ``count`` extends a smaller set without changing it.
+    ``patient_id``, ``view``, ``source``, one column per finding, 0 or 1,
+    ``No Finding`` and the demographic columns ``sex``, ``age`` and
+    ``view_position``). Image ``i`` depends only on ``seed``, ``size``,
+    ``demographic_bias`` and ``i``, so a larger ``count`` extends a smaller
+    set without changing it. With ``demographic_bias`` the signs of women
+    are drawn with ``FEMALE_SIGN_CONSPICUITY`` of their contrast; without it
+    the images do not depend on the demographic columns.
     """
     if count < 1:
         raise ValueError(f"Nombre d'images synthétiques invalide : {count} (il en faut au moins 1).")
@@ -215,6 +266,7 @@ def make_synthetic_cxr(count: int, size: int = 64, seed: int = 0):
         patient_rng = np.random.default_rng([seed, patient])
         anatomy = _patient_anatomy(patient_rng)
         visits = int(patient_rng.integers(1, MAX_IMAGES_PER_PATIENT + 1))
+        demography = _patient_demography(np.random.default_rng([seed, patient, PATIENT_DEMOGRAPHY_STREAM]), anatomy["cardiomegaly"])
         for visit in range(visits):
             if len(rows) == count:
                 break
@@ -229,7 +281,12 @@ def make_synthetic_cxr(count: int, size: int = 64, seed: int = 0):
                 "Consolidation": bool(rng.random() < CONSOLIDATION_RATE),
                 "Atelectasis": bool(rng.random() < ATELECTASIS_RATE),
             }
-            images[len(rows)] = np.round(255 * _render(size, anatomy, labels, rng)).astype(np.uint8)
+            biased = demographic_bias and demography["sex"] == "F"
+            image = _render(size, anatomy, labels, rng, FEMALE_SIGN_CONSPICUITY if biased else 1.0)
+            image_rng = np.random.default_rng([seed, patient, IMAGE_DEMOGRAPHY_STREAM + visit])
+            age = demography["age"] + visit  # un cliché de suivi par an
+            view_position = _view_position(image_rng, age, labels)
+            images[len(rows)] = np.round(255 * image).astype(np.uint8)
             rows.append(
                 {
                     "path": f"synthetic/{patient:05d}_{visit:03d}",
@@ -237,6 +294,10 @@ def make_synthetic_cxr(count: int, size: int = 64, seed: int = 0):
                     "view": "frontal",
                     "source": "synthetic",
                     **{finding: float(labels[finding]) for finding in FINDINGS},
+                    "No Finding": float(not any(labels.values())),
+                    "sex": demography["sex"],
+                    "age": float(age),
+                    "view_position": view_position,
                 }
             )
         patient += 1
