@@ -26,7 +26,8 @@ def test_reconstruction_shapes_and_range(kind):
     reconstructions, errors = reconstruction_maps(model, images, "cpu")
     assert reconstructions.shape == (5, 32, 32)
     assert errors.shape == (5, 32, 32)
-    assert reconstructions.min() >= 0 and reconstructions.max() <= 1
+    assert reconstructions.min() >= 0
+    assert reconstructions.max() <= 1
     np.testing.assert_allclose(errors, (reconstructions - images) ** 2, rtol=1e-6)
 
 

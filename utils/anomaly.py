@@ -19,7 +19,7 @@ def build_autoencoder(kind: str, image_size: int, channels, latent_size: int) ->
 
     Every level halves the resolution. The plain autoencoder ends its
     encoder with ``latent_size`` channels, so the code it passes to the
-    decoder has ``latent_size × (image_size / 2**levels)²`` numbers; the
+    decoder has ``latent_size × (image_size / 2**levels)²`` numbers. The
     variational one compresses to a vector of ``latent_size`` numbers. Both
     outputs go through a sigmoid, since images are in [0, 1].
     """
