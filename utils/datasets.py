@@ -40,6 +40,10 @@ class DatasetInfo:
     def fetch_command(self, root: Path | None = None) -> str:
         """Return the shell command that fetches this dataset into ``root``, or how to get it."""
         if self.kaggle_slug:
+            from .colab import in_colab
+
+            if in_colab():  # a shell command cannot read the notebook's Colab secrets
+                return f'from utils.download import download_dataset; download_dataset("{self.key}")'
             return f"python -m utils.download {self.key}"
         root = data_root() if root is None else Path(root)
         return self.get_command.replace("{root}", str(root))

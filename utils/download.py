@@ -1,7 +1,9 @@
 """Téléchargement d'un jeu de données Kaggle enregistré, avec des erreurs en français.
 
-Usage : ``python -m utils.download busi``. Les identifiants Kaggle ne sont lus
-qu'ici, au moment de l'appel, et jamais écrits dans le dépôt. Le paquet
+Usage : ``python -m utils.download busi``, ou sur Colab
+``download_dataset("busi")`` dans une cellule. Les identifiants Kaggle ne sont
+lus qu'ici, au moment de l'appel, et jamais écrits dans le dépôt ; sur Colab,
+ils viennent des secrets du notebook, que seul le noyau peut lire. Le paquet
 ``kaggle`` n'est importé qu'après la vérification des identifiants, parce que
 son import tente déjà une authentification.
 """
@@ -42,6 +44,37 @@ def kaggle_config_file() -> Path:
     if folder:
         return Path(folder).expanduser() / "kaggle.json"
     return Path.home() / ".kaggle" / "kaggle.json"
+
+
+COLAB_SECRETS = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+
+
+def load_colab_secrets() -> bool:
+    """Copy the Kaggle secrets of a Colab notebook into this process's environment.
+
+    Returns whether both were found. Nothing is written to disk. Outside Colab,
+    or when the variables already exist, nothing happens. Colab raises when a
+    secret is missing or when the notebook has not been granted access to it;
+    both count as missing.
+    """
+    from .colab import in_colab
+
+    if not in_colab() or all(os.environ.get(name) for name in COLAB_SECRETS):
+        return False
+    try:
+        from google.colab import userdata
+    except ImportError:
+        return False
+    values = {}
+    for name in COLAB_SECRETS:
+        try:
+            values[name] = userdata.get(name)
+        except Exception:  # userdata raises SecretNotFoundError or NotebookAccessError
+            return False
+        if not values[name]:
+            return False
+    os.environ.update(values)
+    return True
 
 
 def has_kaggle_credentials() -> bool:
@@ -140,7 +173,18 @@ def download_dataset(key: str, root: Path | None = None, api=None) -> Path:
             f"{info.title} ne se télécharge pas depuis Kaggle. Pour l'obtenir : "
             f"{info.fetch_command(root)}"
         )
+    if api is None:
+        load_colab_secrets()
     if api is None and not has_kaggle_credentials():
+        from .colab import in_colab
+
+        if in_colab():
+            raise MissingCredentialsError(
+                "Aucun identifiant Kaggle trouvé dans les secrets de Colab. Créez un jeton sur "
+                "https://www.kaggle.com/settings (section API), puis, dans Colab, ouvrez le panneau "
+                "des secrets (icône de clé), ajoutez KAGGLE_USERNAME et KAGGLE_KEY, autorisez ce "
+                "notebook à les lire et relancez. Ne collez jamais la clé dans une cellule."
+            )
         raise MissingCredentialsError(
             "Aucun identifiant Kaggle trouvé : ni fichier "
             f"{kaggle_config_file()} ou ~/.kaggle/access_token, ni variables "

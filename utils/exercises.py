@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from .paths import PROJECT_ROOT
+from .paths import PROJECT_ROOT, display_path
 
 SOLUTION_TAG = "solution"
 ANSWER_TAG = "reponse"
@@ -95,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Aucun notebook ne correspond à ces préfixes.", file=sys.stderr)
         return 2
     for path in build(paths, arguments.dest.resolve()):
-        try:
-            display_path = path.relative_to(PROJECT_ROOT)
-        except ValueError:
-            display_path = path
-        print(f"Version étudiant : {display_path}")
+        print(f"Version étudiant : {display_path(path)}")
     return 0
 
 

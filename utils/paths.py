@@ -38,3 +38,11 @@ def cache_dir() -> Path:
     folder = PROJECT_ROOT / "outputs" / "cache"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def display_path(path: Path) -> Path:
+    """Return ``path`` relative to the project root when it lies inside, for messages."""
+    try:
+        return path.relative_to(PROJECT_ROOT)
+    except ValueError:
+        return path
