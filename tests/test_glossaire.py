@@ -9,7 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 GLOSSARY = ROOT / "GLOSSAIRE.md"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-BRACKETED_ENGLISH = re.compile(r"\(\*([^*()]+)\*\)")
+# "(*english*)" or "(*english*, abbreviation)"
+BRACKETED_ENGLISH = re.compile(r"\(\*([^*()]+)\*[),]")
 
 
 def read_glossary() -> list[tuple[str, str, str]]:
@@ -57,7 +58,7 @@ def test_term_appears_in_its_notebook(french, english, notebook):
     assert path.is_file(), f"notebook inconnu : {notebook}"
     text = plain_markdown(path).lower()
     assert re.search(french_regex(french), text), (french, notebook)
-    assert f"(*{english.lower()}*)" in text, (english, notebook)
+    assert re.search(rf"\(\*{re.escape(english.lower())}\*[),]", text), (english, notebook)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

@@ -12,6 +12,7 @@ from utils.slides import (
     SLIDE_TYPES,
     export,
     mark,
+    markdown_height,
     presentation_copy,
     slide_heights,
     slide_type,
@@ -51,12 +52,12 @@ def test_figures_added_after_marking_still_fit():
         cells.append(code)
     nb = nbformat.v4.new_notebook(cells=cells)
     mark(nb)
-    assert slide_heights(nb) == [pytest.approx(2 + 1 + 3 * 3)]
+    assert slide_heights(nb) == [pytest.approx(markdown_height("## Titre") + 1 + 3 * 3)]
     for cell in nb.cells[2:]:
         cell.outputs = [figure_output()]
     presented = presentation_copy(nb)
     assert max(slide_heights(presented)) <= SLIDE_LINES
-    assert len(slide_heights(presented)) == 3, "one figure per slide: 2 + 1 + 15, then 15 and 15"
+    assert len(slide_heights(presented)) == 3, "one figure per slide: title, text and 15, then 15 and 15"
     assert slide_type(nb.cells[3]) == "-", "the notebook itself must stay untouched"
 
 
@@ -79,6 +80,11 @@ def test_oversized_cells_are_cut():
     outputs = [output for cell in presented.cells for output in cell.get("outputs", [])]
     assert len(outputs) == 3
     assert any(HIDE_INPUT_TAG in cell.metadata.get("tags", []) for cell in presented.cells)
+
+
+def test_title_height_grows_with_font_and_length():
+    assert markdown_height("# Titre") > markdown_height("## Titre") > markdown_height("### Titre")
+    assert markdown_height("# " + "mot " * 30) > markdown_height("# Titre")
 
 
 def test_export_writes_one_section_per_slide(tmp_path):

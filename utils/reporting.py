@@ -1,4 +1,4 @@
-"""Sauvegarde des figures et des métriques d'un notebook sous ``outputs/<notebook>/``."""
+"""Sauvegarde des figures et des métriques d'un notebook sous ``outputs/<notebook>/``, et mise en forme des tableaux affichés."""
 
 import json
 import math
@@ -49,3 +49,38 @@ def save_figure(fig, notebook: str, name: str, dpi: int = 110) -> Path:
     path = output_dir(notebook) / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+YES_NO = {True: "oui", False: "non"}
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not _is_bool(value)
+
+
+def tidy_table(table, counts=(), digits: int = 3):
+    """Return a copy of ``table`` for display: counts as whole numbers, booleans as oui/non, numbers rounded.
+
+    pandas turns a count into a float (28.0) as soon as its column holds a
+    NaN, and a transposed table (``pd.DataFrame(rows).T``) has object columns
+    that ``round`` skips. ``counts`` names the count columns; a missing count
+    shows as « — ».
+    """
+    import pandas as pd
+
+    tidy = table.copy()
+    for column in tidy.columns:
+        values = tidy[column].dropna()
+        if column in counts:
+            tidy[column] = ["—" if pd.isna(value) else int(round(float(value))) for value in tidy[column]]
+        elif len(values) and values.map(_is_bool).all():
+            tidy[column] = tidy[column].map(lambda value: YES_NO.get(value, value))
+        elif len(values) and values.map(_is_number).all():
+            tidy[column] = pd.to_numeric(tidy[column]).round(digits)
+    if tidy.index.dtype == bool:
+        tidy.index = tidy.index.map(YES_NO)
+    return tidy

@@ -66,8 +66,9 @@ def _text_lines(text: str, width: int) -> float:
 def markdown_height(source: str) -> float:
     """Estimate the height of a Markdown cell, in lines of 20 px text.
 
-    Titles count double, each table row counts as its cells' text spread over
-    the slide's width, and a blank line as half a line.
+    Titles are scaled by their font size, each table row counts as its
+    cells' text spread over the slide's width, and a blank line as half a
+    line.
     """
     height = 0.0
     for line in source.splitlines():
@@ -75,7 +76,10 @@ def markdown_height(source: str) -> float:
         if not stripped:
             height += 0.5
         elif stripped.startswith("#"):
-            height += 2.0
+            # Title fonts are larger: about 2, 1.6 and 1.3 times the text size for #, ## and ###.
+            level = min(len(stripped) - len(stripped.lstrip("#")), 3)
+            scale = {1: 2.0, 2: 1.6, 3: 1.3}[level]
+            height += 0.5 + scale * math.ceil(len(stripped) * scale / TEXT_WIDTH)
         elif stripped.startswith("|"):
             if set(stripped) <= set("|-: "):
                 continue
