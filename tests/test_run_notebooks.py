@@ -1,7 +1,8 @@
-import nbformat
-
 import json
 import os
+
+import nbformat
+import pytest
 
 from utils.run_notebooks import (
     KEY_RESULTS,
@@ -28,7 +29,9 @@ def test_strip_keeps_checked_stdout_only():
     ])
     plain = make_cell("plot()", [{"output_type": "display_data", "data": {"image/png": "AAAA"}, "metadata": {}}])
     nb = nbformat.v4.new_notebook(cells=[checked, plain])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     strip_for_commit(nb)
+    assert "widgets" not in nb.metadata
     assert [o.text for o in checked.outputs] == ["1\n"]
     assert plain.outputs == []
     assert checked.execution_count == 1
@@ -80,3 +83,8 @@ def test_results_board_written(tmp_path):
     assert "| `02_segmentation_busi` | ok | 230 | 1300 | Dice U-Net : 0,615 | U-Net et Attention U-Net ≈ 0,77" in text
     assert "| `03_detection_bccd` | échec | 12 | 900 | — |" in text
     assert figure.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("path", find_notebooks([]), ids=lambda path: path.stem)
+def test_committed_notebook_has_no_widget_state(path):
+    assert "widgets" not in nbformat.read(path, as_version=4).metadata

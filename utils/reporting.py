@@ -65,7 +65,7 @@ def _is_number(value) -> bool:
 def tidy_table(table, counts=(), digits: int = 3):
     """Return a copy of ``table`` for display: counts as whole numbers, booleans as oui/non, numbers rounded.
 
-    pandas turns a count into a float (28.0) as soon as its column holds a
+    pandas turns a count into a float (28.0) as soon as its column contains a
     NaN, and a transposed table (``pd.DataFrame(rows).T``) has object columns
     that ``round`` skips. ``counts`` names the count columns; a missing count
     shows as « — ».

@@ -72,11 +72,13 @@ def find_notebooks(selectors: list[str]) -> list[Path]:
 
 
 def strip_for_commit(nb) -> None:
-    """Keep only the text outputs of cells marked for nbval, without stderr.
+    """Keep only the text outputs of cells marked for nbval, without stderr or widget state.
 
     Checked cells keep an execution count, because nbval treats a cell with
     outputs but no count as never run and reports it as a failure.
     """
+    # ipywidgets stores the state of every tqdm bar here: thousands of lines per notebook.
+    nb.metadata.pop("widgets", None)
     count = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
