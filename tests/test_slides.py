@@ -13,6 +13,7 @@ from utils.slides import (
     export,
     mark,
     markdown_height,
+    notebook_to_present,
     presentation_copy,
     slide_heights,
     slide_type,
@@ -91,10 +92,40 @@ def test_export_writes_one_section_per_slide(tmp_path):
     path = NOTEBOOKS[0]
     target, _ = export(path, tmp_path, reveal_prefix="reveal.js")
     html = target.read_text(encoding="utf-8")
-    expected = len(slide_heights(presentation_copy(nbformat.read(path, as_version=4))))
-    slides = sum(1 for cell in nbformat.read(path, as_version=4).cells if slide_type(cell) == "slide")
+    presented, _ = notebook_to_present(path)
+    expected = len(slide_heights(presentation_copy(presented)))
+    slides = sum(1 for cell in presented.cells if slide_type(cell) == "slide")
     # A slide with subslides is one <section> holding one <section> per subslide.
     assert html.count("<section") in {expected, expected + slides}
     assert 'src="reveal.js/dist/reveal.js"' in html or "reveal.js/dist/reveal" in html
     assert "max-height: 320px" in html
     assert "Démarrage" in html
+
+
+def test_executed_copy_used_only_when_code_matches(tmp_path, monkeypatch):
+    from utils import slides
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T"), nbformat.v4.new_code_cell("plot()")])
+    mark(notebook)
+    path = tmp_path / "99_essai.ipynb"
+    nbformat.write(notebook, path)
+    executed_dir = tmp_path / "executed"
+    executed_dir.mkdir()
+    monkeypatch.setattr(slides, "EXECUTED_DIR", executed_dir)
+
+    presented, executed = slides.notebook_to_present(path)
+    assert not executed
+
+    run = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T"), nbformat.v4.new_code_cell("plot()")])
+    run.cells[1].outputs = [figure_output()]
+    nbformat.write(run, executed_dir / path.name)
+    presented, executed = slides.notebook_to_present(path)
+    assert executed
+    assert presented.cells[1].outputs
+    assert slide_type(presented.cells[0]) == "slide", "boundaries come from the notebook"
+
+    run.cells[1].source = "plot(autre_version)"
+    nbformat.write(run, executed_dir / path.name)
+    presented, executed = slides.notebook_to_present(path)
+    assert not executed
+    assert not presented.cells[1].outputs

@@ -15,7 +15,7 @@ après une modification du notebook.
 qu'une seule cellule ne ferait pas tenir : un long code, un long texte, une
 sortie haute. Le notebook lui-même ne change pas. Les figures viennent de la
 copie exécutée par ``python -m utils.run_notebooks`` (``outputs/executed/``)
-quand elle est plus récente que le notebook ; sinon le diaporama n'a que les
+quand son code est celui du notebook actuel ; sinon le diaporama n'a que les
 sorties gardées dans le notebook, et la commande le signale.
 
 La hauteur est une estimation en lignes de texte (:data:`SLIDE_LINES`), faite
@@ -256,27 +256,35 @@ def slide_heights(nb) -> list[float]:
     return heights
 
 
-def source_for(path: Path) -> tuple[Path, bool]:
-    """Return the notebook to present and whether it is the executed copy.
+def notebook_to_present(path: Path) -> tuple:
+    """Return the notebook to present, and whether its outputs come from the executed copy.
 
     The executed copy written by ``utils.run_notebooks`` has every figure. It
-    is used only when it is newer than the notebook, so that a deck does not
-    show the outputs of an older version of the code.
+    is used only when its cells have the same sources as the notebook, so that
+    a deck does not show the outputs of another version of the code. The
+    slide boundaries always come from the notebook itself.
     """
-    executed = EXECUTED_DIR / path.name
-    if executed.is_file() and executed.stat().st_mtime >= path.stat().st_mtime:
-        return executed, True
-    return path, False
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    executed_path = EXECUTED_DIR / path.name
+    if not executed_path.is_file():
+        return nb, False
+    executed = nbformat.read(executed_path, as_version=4)
+    if [cell.source for cell in executed.cells] != [cell.source for cell in nb.cells]:
+        return nb, False
+    for cell, executed_cell in zip(nb.cells, executed.cells):
+        executed_cell.metadata = cell.metadata
+    return executed, True
 
 
 def export(path: Path, dest: Path = DEFAULT_DEST, reveal_prefix: str | None = None) -> tuple[Path, bool]:
     """Write the reveal.js deck of the notebook at ``path``; return its path and whether it has every figure."""
-    import nbformat
     from nbconvert import SlidesExporter
     from traitlets.config import Config
 
-    source, executed = source_for(path)
-    nb = presentation_copy(nbformat.read(source, as_version=4))
+    presented, executed = notebook_to_present(path)
+    nb = presentation_copy(presented)
     config = Config()
     config.TagRemovePreprocessor.enabled = True
     config.TagRemovePreprocessor.remove_input_tags = {HIDE_INPUT_TAG}
