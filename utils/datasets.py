@@ -46,7 +46,12 @@ class DatasetInfo:
                 return f'from utils.download import download_dataset; download_dataset("{self.key}")'
             return f"python -m utils.download {self.key}"
         root = data_root() if root is None else Path(root)
-        return self.get_command.replace("{root}", str(root))
+        command = self.get_command.replace("{root}", str(root))
+        from .colab import in_colab
+
+        if in_colab() and command.startswith(("git ", "wget ", "curl ", "python ")):
+            return "!" + command  # a shell command in a Colab cell
+        return command
 
 
 REGISTRY: dict[str, DatasetInfo] = {

@@ -195,6 +195,17 @@ def key_results(notebook: str, metrics: dict | None) -> str:
     return " ; ".join(items) or summarise_metrics(metrics)
 
 
+SOURCE_KEYS = ("data_source", "data", "source", "busi_source", "chest_source")
+
+
+def data_sources(metrics: dict | None) -> str:
+    """Return the datasets a run used, as its metrics name them (``synthetic`` for the embedded default)."""
+    if not metrics:
+        return "—"
+    values = [metrics[key] for key in SOURCE_KEYS if isinstance(metrics.get(key), str)]
+    return ", ".join(dict.fromkeys(values)) or "—"
+
+
 def write_results_board(rows: list[dict], profile_name: str, folder: Path | None = None) -> tuple[Path, Path]:
     """Write ``outputs/resultats.md`` and ``outputs/resultats.png`` for ``rows``; return both paths."""
     import matplotlib
@@ -209,16 +220,18 @@ def write_results_board(rows: list[dict], profile_name: str, folder: Path | None
         "",
         f"Écrit par `python -m utils.run_notebooks` le {time.strftime('%Y-%m-%d %H:%M')}. "
         "Durée et mémoire maximale mesurées sur cette machine ; les chiffres clés viennent de "
-        "`outputs/<notebook>/metrics.json` écrit par ce passage (« — » si le notebook a échoué avant sa vérification).",
+        "`outputs/<notebook>/metrics.json` écrit par ce passage. « — » : pas de valeur, parce que le notebook "
+        "n'a pas de cellule de vérification ou qu'il a échoué avant elle. La colonne « données » dit sur quel jeu "
+        "le notebook a tourné ; `synthetic` désigne les images de remplacement, quand le jeu réel manque.",
         "",
-        "| notebook | statut | durée (s) | mémoire max (Mio) | chiffres clés | chiffre publié de comparaison |",
-        "|---|---|---|---|---|---|",
+        "| notebook | statut | durée (s) | mémoire max (Mio) | données | chiffres clés | chiffre publié de comparaison |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         published = KEY_RESULTS.get(row["notebook"], ([], "—"))[1] or "—"
         lines.append(
             f"| `{row['notebook']}` | {row['status']} | {row['wall_s']:.0f} | {row['peak_mib']:.0f} | "
-            f"{row['key_results']} | {published} |"
+            f"{row.get('data', '—')} | {row['key_results']} | {published} |"
         )
     markdown = folder / "resultats.md"
     markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -229,8 +242,8 @@ def write_results_board(rows: list[dict], profile_name: str, folder: Path | None
     axes[0].barh(names, [row["wall_s"] for row in rows], color=colours)
     axes[0].set_xlabel("durée (s)")
     axes[0].invert_yaxis()
-    axes[1].barh(names, [row["peak_mib"] / 1024 for row in rows], color=colours)
-    axes[1].set_xlabel("mémoire max (Gio)")
+    axes[1].barh(names, [row["peak_mib"] for row in rows], color=colours)
+    axes[1].set_xlabel("mémoire max (Mio)")
     fig.suptitle(f"Notebooks, profil {profile_name} (vert : réussi, rouge : échec)")
     fig.tight_layout()
     figure = folder / "resultats.png"
@@ -297,6 +310,7 @@ def run_notebook(path: Path, refresh: bool = False) -> dict:
         "peak_mib": peak_bytes / 2**20,
         "metrics": summarise_metrics(metrics),
         "key_results": key_results(path.stem, metrics),
+        "data": data_sources(metrics),
         "error": error_text,
     }
 

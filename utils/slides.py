@@ -120,12 +120,14 @@ def cell_height(cell) -> float:
 
 
 def mark(nb) -> None:
-    """Set ``slideshow.slide_type`` on every cell of ``nb``, in place.
+    """Set ``slideshow.slide_type`` on every cell of ``nb`` and RISE's ``scroll`` option, in place.
 
     The first cell and every ``##`` title open a slide, a ``###`` title or a
     solution opens a subslide, and a cell that would push the current slide
     past :data:`SLIDE_LINES` opens a subslide too.
     """
+    # RISE presents these boundaries live, without cutting tall cells: let such a slide scroll.
+    nb.metadata.setdefault("rise", {})["scroll"] = True
     used = 0.0
     for index, cell in enumerate(nb.cells):
         height = cell_height(cell)
@@ -293,7 +295,7 @@ def export(path: Path, dest: Path = DEFAULT_DEST, reveal_prefix: str | None = No
     if reveal_prefix:
         exporter.reveal_url_prefix = reveal_prefix
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
-    body = body.replace("</head>", STYLE + "</head>", 1)
+    body = body.replace("</head>", STYLE + "</head>", 1).replace('<html lang="en">', '<html lang="fr">', 1)
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{path.stem}.slides.html"
     target.write_text(body, encoding="utf-8")
@@ -313,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="dossier des diaporamas")
     parser.add_argument(
         "--reveal-prefix",
-        help="adresse ou dossier de reveal.js, pour présenter sans réseau (par défaut : le CDN de nbconvert)",
+        help=(
+            "adresse ou dossier de reveal.js (relatif au dossier du diaporama) ; par défaut, le CDN de nbconvert. "
+            "MathJax, jQuery et require.js viennent toujours d'un CDN : sans réseau, présentez depuis JupyterLab avec RISE."
+        ),
     )
     parser.add_argument(
         "--mark",
