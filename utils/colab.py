@@ -100,7 +100,11 @@ def badge(repository: str, branch: str, notebook: str) -> str:
 
 
 def bootstrap_block(repository: str, branch: str) -> str:
-    """Return the code that opens every setup cell; it does nothing outside Colab."""
+    """Return the code that opens every setup cell; it does nothing outside Colab.
+
+    NOTE: tested with a simulated Colab (fake ``google.colab`` module, local
+    clone); it has not yet run on a real Colab runtime.
+    """
     return f'''{BLOCK_START} : clone le dépôt et installe ce qui manque (README, section « Colab »).
 import os
 import sys

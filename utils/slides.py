@@ -37,6 +37,7 @@ from .exercises import SOLUTION_TAG
 from .paths import PROJECT_ROOT, display_path
 
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
+# NOTE: estimation tirée des tailles du gabarit ; aucun rendu n'a été mesuré dans un navigateur.
 SLIDE_LINES = 22  # hauteur utile d'une diapositive, en lignes de texte à 20 px
 TEXT_WIDTH = 80  # caractères par ligne de texte Markdown
 IMAGE_LINES = 12  # une image, que STYLE borne à 320 px de haut
