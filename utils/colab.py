@@ -28,7 +28,6 @@ from pathlib import Path
 from .paths import PROJECT_ROOT
 
 PYPROJECT = PROJECT_ROOT / "pyproject.toml"
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 COLAB_DIR = "/content/medimg"
 BLOCK_START = "# --- Colab seulement"
 BLOCK_END = "# --- fin du bloc Colab"
@@ -170,7 +169,10 @@ def synced_notebook(nb, notebook: str, repository: str, branch: str):
 
 
 def notebook_paths() -> list[Path]:
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    """Return every numbered notebook, as ``utils.run_notebooks`` finds them."""
+    from .run_notebooks import find_notebooks
+
+    return find_notebooks([])
 
 
 def sync(paths: list[Path], repository: str, branch: str) -> list[Path]:
@@ -285,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"Pas à jour : {path.relative_to(PROJECT_ROOT)} ; lancez python -m utils.colab --set-repo {repository!r}")
         if not stale:
-            shown = repository or "(aucune)"
-            print(f"Les {len(notebook_paths())} notebooks suivent le réglage : adresse {shown}, branche {branch}.")
+            address = repository or "(aucune)"
+            print(f"Les {len(notebook_paths())} notebooks suivent le réglage : adresse {address}, branche {branch}.")
         return 1 if stale else 0
     try:
         repository = normalise_repository(arguments.set_repo)
@@ -296,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     branch = arguments.branch or branch
     write_setting(repository, branch)
     changed = sync(notebook_paths(), repository, branch)
-    shown = repository or "(aucune)"
-    print(f"Adresse du dépôt : {shown}, branche {branch} ; notebooks mis à jour : {len(changed)}.")
+    address = repository or "(aucune)"
+    print(f"Adresse du dépôt : {address}, branche {branch} ; notebooks mis à jour : {len(changed)}.")
     return 0
 
 
